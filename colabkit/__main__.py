@@ -1,0 +1,3 @@
+from colabkit.cli import main
+
+raise SystemExit(main())
