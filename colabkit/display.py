@@ -1,0 +1,113 @@
+"""Notebook and terminal presentation: reports, progress, pictures. No logic lives here.
+
+In a notebook, pictures are shown inline (sample grids, loss curve); in a terminal they are
+named by path. tqdm.auto picks the widget bar in notebooks and the text bar elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+def show_text(text: str, kind: str = "info") -> None:
+    if in_notebook():
+        from IPython.display import HTML, display
+
+        colour = {"info": "#1f4e79", "ok": "#2e7d32", "warn": "#b26a00", "error": "#b00020"}[kind]
+        display(HTML(f'<pre style="white-space:pre-wrap;color:{colour}">{html.escape(text)}</pre>'))
+    else:
+        print(text)
+
+
+def show_image(path: Path, title: str | None = None, width: int | None = None) -> None:
+    if in_notebook():
+        from IPython.display import Image, display
+
+        if title:
+            show_text(title)
+        display(Image(filename=str(path), width=width))
+    else:
+        print(f"{title + ': ' if title else ''}{path}")
+
+
+def show_table(rows: list[dict], title: str | None = None) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    if in_notebook():
+        from IPython.display import HTML, display
+
+        head = "".join(f"<th style='text-align:left'>{html.escape(str(c))}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(r.get(c, '')))}</td>"
+                                        for c in cols) + "</tr>" for r in rows)
+        caption = f"<b>{html.escape(title)}</b>" if title else ""
+        display(HTML(f"{caption}<table>{'<tr>' + head + '</tr>'}{body}</table>"))
+    else:
+        widths = {c: max(len(str(c)), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+        if title:
+            print(title)
+        print("  ".join(str(c).ljust(widths[c]) for c in cols))
+        for r in rows:
+            print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def show_report(report) -> None:
+    show_text(str(report), "ok" if report.ok else "warn")
+
+
+def show_project(project) -> None:
+    show_text(f"Project '{project.name}'\n  put your drawings in: {project.dataset}\n"
+              f"  LoRA files will appear in: {project.output}", "ok")
+
+
+class NotebookReporter:
+    """A training Reporter: one progress bar for the whole run, pictures at each epoch end."""
+
+    def __init__(self):
+        self.bar = None
+
+    def stage(self, text: str) -> None:
+        show_text(text)
+
+    def warn(self, text: str) -> None:
+        show_text(text, "warn")
+
+    def progress(self, iterable, desc: str, total: int | None = None):
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=False)
+
+    def start(self, start_step: int, total_steps: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+
+    def step(self, step: int, loss: float, lr: float, budget_left_s: float) -> None:
+        from colabkit.train.budget import hms
+
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", budget_left=hms(budget_left_s), refresh=False)
+
+    def epoch_end(self, epoch: int, lora_path, grid, loss_plot) -> None:
+        if lora_path:
+            show_text(f"epoch {epoch}: saved {Path(lora_path).name}", "ok")
+        if grid:
+            show_image(grid, f"epoch {epoch} samples", width=900)
+        if loss_plot:
+            show_image(loss_plot, width=700)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

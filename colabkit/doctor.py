@@ -1,0 +1,208 @@
+"""The environment check: versions against the ranges we support, GPU, RAM, disk, Drive.
+
+Reads versions from package metadata (no heavy import), so it answers even when Colab's
+latest update broke torch or diffusers: that is exactly when the user needs it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+# Kept equal to setup.cfg's install_requires by a test.
+SUPPORTED: dict[str, str] = {
+    "torch": ">=2.4,<3",
+    "diffusers": ">=0.35,<0.50",
+    "transformers": ">=4.56,<6",
+    "peft": ">=0.17,<0.30",
+    "accelerate": ">=1.8,<2",
+    "safetensors": ">=0.5,<1",
+    "huggingface_hub": ">=0.34,<2",
+}
+PYTHON = ">=3.11"
+
+# Optional packages: not preinstalled on Colab, installed by the notebooks' first cell.
+EXTRAS: dict[str, dict[str, str]] = {
+    "train": {"bitsandbytes": "bitsandbytes>=0.45", "prodigyopt": "prodigyopt>=1.1"},
+    "tag": {"onnxruntime": "onnxruntime>=1.20"},
+    "notebook": {"ipywidgets": "ipywidgets>=8", "matplotlib": "matplotlib>=3.8"},
+}
+
+
+@dataclass
+class PackageCheck:
+    name: str
+    version: str | None
+    wanted: str
+    ok: bool
+
+
+@dataclass
+class GpuInfo:
+    name: str
+    vram_gb: float
+    capability: tuple[int, int]
+
+    @property
+    def native_bf16(self) -> bool:
+        # A T4 (7.5) reports bf16 "supported" through slow emulation; only Ampere (8.0) and newer have it.
+        return self.capability >= (8, 0)
+
+
+@dataclass
+class Report:
+    python: str
+    python_ok: bool
+    packages: list[PackageCheck]
+    missing_extras: dict[str, list[str]]
+    gpu: GpuInfo | None
+    ram_free_gb: float | None
+    ram_total_gb: float | None
+    disk_free_gb: float
+    drive_root: Path
+    drive_mounted: bool
+    in_colab: bool
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        out = [f"Python {self.python} ({'ok' if self.python_ok else 'need ' + PYTHON})"]
+        for p in self.packages:
+            mark = "ok" if p.ok else f"NOT in {p.wanted}"
+            out.append(f"{p.name} {p.version or 'missing'} ({mark})")
+        if self.gpu:
+            g = self.gpu
+            out.append(f"GPU {g.name}, {g.vram_gb:.1f} GB, compute {g.capability[0]}.{g.capability[1]}, "
+                       f"{'bf16 native' if g.native_bf16 else 'fp16 only (no native bf16)'}")
+        else:
+            out.append("GPU: none")
+        if self.ram_total_gb:
+            out.append(f"RAM {self.ram_free_gb:.1f} GB free of {self.ram_total_gb:.1f} GB")
+        out.append(f"Disk {self.disk_free_gb:.1f} GB free at {self.drive_root}")
+        where = "Google Drive mounted" if self.drive_mounted else "local folder (not Google Drive)"
+        out.append(f"Drive: {where} at {self.drive_root}")
+        for extra, names in self.missing_extras.items():
+            if names:
+                out.append(f"optional for {extra}: {', '.join(names)} not installed")
+        out.extend(f"PROBLEM: {p}" for p in self.problems)
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def installed_version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def in_range(version: str | None, spec: str) -> bool:
+    if version is None:
+        return False
+    try:
+        # Local tags such as "+cu128" or "+cpu" do not change what API we get.
+        return Version(version.split("+")[0]) in SpecifierSet(spec)
+    except InvalidVersion:
+        return False
+
+
+def missing_extras(extras=EXTRAS) -> dict[str, list[str]]:
+    return {extra: [mod for mod in mods if importlib.util.find_spec(mod) is None] for extra, mods in extras.items()}
+
+
+def gpu_info() -> GpuInfo | None:
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return GpuInfo(name=props.name, vram_gb=props.total_memory / 2**30, capability=(props.major, props.minor))
+
+
+def _meminfo() -> tuple[float | None, float | None]:
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        kb = lambda key: float(info[key].strip().split()[0])  # noqa: E731
+        return kb("MemAvailable") / 2**20, kb("MemTotal") / 2**20
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def check(need_gpu: bool = False) -> Report:
+    from colabkit.project import COLAB_DRIVE_ROOT, drive_root, in_colab
+
+    root = drive_root()
+    probe = root if root.exists() else Path.cwd()
+    py = platform.python_version()
+    packages = [PackageCheck(name, v := installed_version(name), spec, in_range(v, spec)) for name, spec in SUPPORTED.items()]
+    free, total = _meminfo()
+    colab = in_colab()
+    report = Report(
+        python=py,
+        python_ok=in_range(py, PYTHON),
+        packages=packages,
+        missing_extras=missing_extras(),
+        gpu=gpu_info(),
+        ram_free_gb=free,
+        ram_total_gb=total,
+        disk_free_gb=shutil.disk_usage(probe).free / 2**30,
+        drive_root=root,
+        drive_mounted=colab and root == COLAB_DRIVE_ROOT and root.is_dir(),
+        in_colab=colab,
+    )
+    if not report.python_ok:
+        report.problems.append(f"Python {py} is too old: colabkit needs Python {PYTHON}.")
+    for p in packages:
+        if not p.ok:
+            have = p.version or "not installed"
+            report.problems.append(f"{p.name} is {have}; colabkit supports {p.wanted}. "
+                                   f"Fix: pip install '{p.name}{p.wanted}'")
+    if need_gpu and report.gpu is None:
+        report.problems.append(no_gpu_message(colab))
+    if colab and not report.drive_mounted:
+        report.problems.append("Google Drive is not mounted: run the set-up cell again and allow access.")
+    return report
+
+
+def no_gpu_message(colab: bool | None = None) -> str:
+    from colabkit.project import in_colab
+
+    if colab if colab is not None else in_colab():
+        return ("No GPU in this runtime. In Colab: Runtime > Change runtime type > T4 GPU > Save, "
+                "then run the notebook again from the top.")
+    return "No CUDA GPU found. Training SDXL needs one (the built-in tiny-sdxl model runs on the CPU)."
+
+
+def pip_install_command(extras: list[str]) -> list[str]:
+    """The pip arguments that add the missing optional packages, and nothing Colab already ships."""
+    import sys
+
+    wanted = []
+    for extra in extras:
+        for mod, req in EXTRAS.get(extra, {}).items():
+            if importlib.util.find_spec(mod) is None:
+                wanted.append(req)
+    return [sys.executable, "-m", "pip", "install", "-q", *wanted] if wanted else []
+
+
+def cuda_available() -> bool:
+    return gpu_info() is not None
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,255 @@
+"""TrainConfig: every training choice in one typed dataclass, validated once at the boundary.
+
+Field names are the training notebook's form-field names (and the CLI's options with dashes).
+The step maths and the "recommended values" rules are pure functions beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from colabkit.errors import ColabkitError
+from colabkit.project import validate_project_name
+
+OPTIMIZERS = ("AdamW8bit", "Prodigy", "AdamW", "Adafactor")
+SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear")
+LORA_TYPES = ("LoRA", "LoCon")
+PRECISIONS = ("auto", "fp16", "bf16", "no")
+PREDICTIONS = ("auto", "epsilon", "v_prediction")
+TARGET_STEPS = (300, 500)  # what the guides aim for with 10-100 images
+
+# Changing these between days would make "resume" a different run: refused unless start_over.
+RESUME_CRITICAL = (
+    "base_model", "resolution", "num_repeats", "train_batch_size", "gradient_accumulation_steps", "optimizer",
+    "recommended_values", "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_ratio", "lr_scheduler_num_cycles",
+    "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
+    "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
+    "prediction_type", "mixed_precision", "max_grad_norm", "max_train_steps", "vae_fp16_fix",
+)
+
+
+@dataclass
+class TrainConfig:
+    project_name: str
+    base_model: str = "SDXL base 1.0"
+    resolution: int = 1024
+    num_repeats: int = 10
+    epochs: int = 10
+    max_train_steps: int = 0  # > 0: train in steps instead of epochs
+    train_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    optimizer: str = "AdamW8bit"
+    recommended_values: bool = True
+    unet_lr: float = 1e-4
+    text_encoder_lr: float = 0.0  # 0: text encoders frozen, their outputs cached
+    lr_scheduler: str = "cosine"
+    lr_warmup_ratio: float = 0.05
+    lr_scheduler_num_cycles: int = 3
+    network_dim: int = 16
+    network_alpha: int = 8
+    lora_type: str = "LoRA"
+    conv_dim: int = 8
+    conv_alpha: int = 4
+    shuffle_tags: bool = True
+    keep_tokens: int = 1
+    flip_aug: bool = False
+    min_snr_gamma: float = 5.0
+    noise_offset: float = 0.0357
+    multires_noise_iterations: int = 0
+    multires_noise_discount: float = 0.3
+    prediction_type: str = "auto"
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = True
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    vae_fp16_fix: bool = False
+    activation_tag: str = ""  # "": taken from the captions (their common first tag)
+    save_every_n_epochs: int = 1
+    keep_only_last_n_epochs: int = 10
+    sample_prompts: str = ""  # one per line; "": the activation tag plus the most frequent tags
+    sample_every_n_epochs: int = 1
+    sample_steps: int = 20
+    sample_seed: int = 1234
+    budget_hours: float = 3.0
+    budget_margin_minutes: float = 10.0
+    save_state_every_n_steps: int = 0  # 0: every save_state_every_minutes
+    save_state_every_minutes: float = 10.0
+    keep_model_on_drive: bool = True
+    cache_to_drive: bool = True
+    start_over: bool = False
+
+    # -- the boundary -------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        errors = list(_problems(self))
+        if errors:
+            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(errors))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    # -- derived values ------------------------------------------------------------------------
+    @property
+    def train_text_encoder(self) -> bool:
+        return self.text_encoder_lr > 0
+
+    def effective(self) -> "TrainConfig":
+        """The config with the recommended values applied (what actually trains)."""
+        if not self.recommended_values:
+            return self
+        changes: dict[str, Any] = {}
+        if self.optimizer == "Prodigy":
+            # Prodigy estimates its own step size: lr is a multiplier, ~1.0; alpha = dim keeps scale 1.
+            changes.update(unet_lr=1.0 if self.unet_lr < 0.5 else self.unet_lr, network_alpha=self.network_dim,
+                           conv_alpha=self.conv_dim)
+            if self.train_text_encoder:
+                changes["text_encoder_lr"] = changes["unet_lr"]
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        if not self.recommended_values:
+            return {}
+        if self.optimizer == "Prodigy":
+            return dict(decouple=True, weight_decay=0.01, d_coef=2, use_bias_correction=True, safeguard_warmup=True)
+        if self.optimizer == "AdamW8bit":
+            return dict(weight_decay=0.1, betas=(0.9, 0.99))
+        if self.optimizer == "AdamW":
+            return dict(weight_decay=0.01)
+        return {}
+
+
+def _problems(c: TrainConfig):
+    try:
+        validate_project_name(c.project_name)
+    except ColabkitError as e:
+        yield str(e)
+    if c.resolution < 64 or c.resolution % 64:
+        yield f"resolution must be a multiple of 64 (1024 for SDXL); got {c.resolution}."
+    for name in ("num_repeats", "epochs", "train_batch_size", "gradient_accumulation_steps", "network_dim",
+                 "save_every_n_epochs", "keep_only_last_n_epochs", "sample_steps", "conv_dim"):
+        if getattr(c, name) < 1:
+            yield f"{name} must be at least 1; got {getattr(c, name)}."
+    for name in ("max_train_steps", "sample_every_n_epochs", "save_state_every_n_steps", "multires_noise_iterations",
+                 "keep_tokens"):
+        if getattr(c, name) < 0:
+            yield f"{name} cannot be negative; got {getattr(c, name)}."
+    if c.network_alpha <= 0 or c.conv_alpha <= 0:
+        yield "network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual)."
+    for name, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", SCHEDULERS), ("lora_type", LORA_TYPES),
+                          ("mixed_precision", PRECISIONS), ("prediction_type", PREDICTIONS)):
+        if getattr(c, name) not in allowed:
+            yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}."
+    if c.unet_lr <= 0:
+        yield f"unet_lr must be positive; got {c.unet_lr}."
+    if c.text_encoder_lr < 0:
+        yield "text_encoder_lr cannot be negative (0 keeps the text encoders frozen)."
+    if not 0 <= c.lr_warmup_ratio < 1:
+        yield "lr_warmup_ratio must be in [0, 1)."
+    if c.budget_hours <= 0:
+        yield "budget_hours must be positive (about 3 on the free tier)."
+    if c.budget_margin_minutes < 0 or c.save_state_every_minutes <= 0:
+        yield "budget_margin_minutes cannot be negative and save_state_every_minutes must be positive."
+    if c.noise_offset < 0 or c.min_snr_gamma < 0:
+        yield "noise_offset and min_snr_gamma cannot be negative (0 turns them off)."
+    if not c.base_model.strip():
+        yield "base_model is empty: pick a preset, paste a URL or a path to an SDXL checkpoint."
+
+
+# -- step maths (pure) ----------------------------------------------------------------------------
+
+def steps_per_epoch(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps in one epoch: a batch never mixes buckets, so each bucket rounds up on its own."""
+    batches = sum(math.ceil(n * num_repeats / batch_size) for n in bucket_sizes if n)
+    return math.ceil(batches / grad_accum)
+
+
+def total_steps(bucket_sizes: list[int], num_repeats: int, batch_size: int, epochs: int,
+                grad_accum: int = 1, max_train_steps: int = 0) -> int:
+    if max_train_steps:
+        return max_train_steps
+    return epochs * steps_per_epoch(bucket_sizes, num_repeats, batch_size, grad_accum)
+
+
+def epochs_for(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int,
+               epochs: int, max_train_steps: int) -> int:
+    """Epochs actually run: in step units, as many as the steps need (the last one partial)."""
+    if not max_train_steps:
+        return epochs
+    per = steps_per_epoch(bucket_sizes, num_repeats, batch_size, grad_accum)
+    return math.ceil(max_train_steps / per) if per else 0
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    images: int
+    num_repeats: int
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    suggestion: str | None = None
+    in_range: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
+                f"{self.steps_per_epoch} steps per epoch x {self.epochs} epochs = {self.total_steps} steps")
+        return line + (f"\n{self.suggestion}" if self.suggestion else "")
+
+
+def suggest_repeats(bucket_sizes: list[int], batch_size: int, epochs: int, grad_accum: int = 1,
+                    target: tuple[int, int] = TARGET_STEPS) -> int | None:
+    """The num_repeats whose total lands in the target range, closest to its middle (None: impossible)."""
+    lo, hi = target
+    mid = (lo + hi) / 2
+    best = None
+    for r in range(1, 201):
+        t = total_steps(bucket_sizes, r, batch_size, epochs, grad_accum)
+        if lo <= t <= hi and (best is None or abs(t - mid) < abs(best[1] - mid)):
+            best = (r, t)
+    return best[0] if best else None
+
+
+def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
+    per = steps_per_epoch(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
+    epochs = epochs_for(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps,
+                        cfg.epochs, cfg.max_train_steps)
+    total = total_steps(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.epochs,
+                        cfg.gradient_accumulation_steps, cfg.max_train_steps)
+    lo, hi = TARGET_STEPS
+    suggestion = None
+    ok = lo <= total <= hi
+    if not ok and not cfg.max_train_steps:
+        r = suggest_repeats(bucket_sizes, cfg.train_batch_size, cfg.epochs, cfg.gradient_accumulation_steps)
+        side = "few" if total < lo else "many"
+        if r is not None:
+            t = total_steps(bucket_sizes, r, cfg.train_batch_size, cfg.epochs, cfg.gradient_accumulation_steps)
+            suggestion = (f"{total} steps is {'fewer' if side == 'few' else 'more'} than the usual {lo}-{hi}: "
+                          f"num_repeats = {r} gives {t} steps.")
+        else:
+            suggestion = (f"{total} steps is outside the usual {lo}-{hi}; no num_repeats reaches it with "
+                          f"{cfg.epochs} epochs and batch {cfg.train_batch_size}: change epochs or batch size.")
+    return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
+                    epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok)
+
+
+def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The resume-critical settings that differ between a saved run and this one."""
+    return {k: (old.get(k), new.get(k)) for k in RESUME_CRITICAL if old.get(k) != new.get(k)}

@@ -1,0 +1,174 @@
+"""The training set: images with their captions, buckets, and each epoch's batch order.
+
+The order of epoch k is a pure function of (seed, k), and everything random about one sample
+(flip, tag shuffle) is a pure function of (seed, epoch, batch, slot). A resumed run rebuilds
+exactly the batches the uninterrupted run would have seen; no iterator state is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from colabkit.errors import ColabkitError
+from colabkit.train.buckets import Fit, fit_to_bucket, make_buckets, nearest_bucket
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+SKIP_DIRS = {"_rejected"}
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    caption: str
+    sha256: str  # of the image file: the cache key, so an edited image re-caches alone
+    size: tuple[int, int]  # (width, height) after EXIF orientation
+    fit: Fit
+
+
+@dataclass(frozen=True)
+class Scan:
+    items: list[Item]
+    missing_captions: list[Path]
+    orphan_captions: list[Path]
+    unreadable: list[tuple[Path, str]]
+
+    @property
+    def bucket_sizes(self) -> list[int]:
+        counts: dict[tuple[int, int], int] = {}
+        for it in self.items:
+            counts[it.fit.bucket] = counts.get(it.fit.bucket, 0) + 1
+        return [counts[b] for b in sorted(counts)]
+
+    def fingerprint(self) -> str:
+        """Identity of the training set (images and captions) for resume checks."""
+        h = hashlib.sha256()
+        for it in self.items:
+            h.update(f"{it.path.name}\0{it.sha256}\0{it.caption}\n".encode())
+        return h.hexdigest()
+
+
+def split_tags(caption: str) -> list[str]:
+    return [t.strip() for t in caption.replace("\n", ",").split(",") if t.strip()]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not SKIP_DIRS.intersection(p.relative_to(folder).parts[:-1]))
+
+
+def open_rgb(path: Path):
+    """An image as RGB, EXIF orientation applied, transparency composited onto white."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, im).convert("RGB")
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit greyscale: scale to 8 bits instead of clipping everything to white.
+            import numpy as np
+
+            arr = np.asarray(im, dtype=np.float32)
+            arr = arr / max(float(arr.max()), 1.0) * 255.0
+            return Image.fromarray(arr.astype("uint8")).convert("RGB")
+        return im.convert("RGB")
+
+
+def scan(dataset: Path, resolution: int) -> Scan:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not dataset.is_dir():
+        raise ColabkitError(f"No dataset folder at {dataset}. Create the project with the dataset notebook first.")
+    buckets = make_buckets(resolution)
+    items, missing, unreadable = [], [], []
+    paths = image_files(dataset)
+    for path in paths:
+        txt = path.with_suffix(".txt")
+        if not txt.exists():
+            missing.append(path)
+            continue
+        data = path.read_bytes()
+        try:
+            with Image.open(path) as im:
+                w, h = ImageOps.exif_transpose(im).size
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            unreadable.append((path, str(e)))
+            continue
+        caption = ", ".join(split_tags(txt.read_text(encoding="utf-8", errors="replace")))
+        bucket = nearest_bucket(w, h, buckets)
+        items.append(Item(path=path, caption=caption, sha256=hashlib.sha256(data).hexdigest(), size=(w, h),
+                          fit=fit_to_bucket(w, h, bucket)))
+    stems = {p.with_suffix("") for p in paths}
+    orphans = sorted(t for t in dataset.rglob("*.txt")
+                     if t.with_suffix("") not in stems and not SKIP_DIRS.intersection(t.relative_to(dataset).parts))
+    return Scan(items=items, missing_captions=missing, orphan_captions=orphans, unreadable=unreadable)
+
+
+def activation_tag_of(items: list[Item]) -> str:
+    """The common first tag of the captions (the dataset notebook puts the trigger word there)."""
+    firsts: dict[str, int] = {}
+    for it in items:
+        tags = split_tags(it.caption)
+        if tags:
+            firsts[tags[0]] = firsts.get(tags[0], 0) + 1
+    if not firsts:
+        return ""
+    tag, count = max(firsts.items(), key=lambda kv: kv[1])
+    return tag if count * 2 > len(items) else ""
+
+
+def tag_frequency(items: list[Item]) -> dict[str, int]:
+    freq: dict[str, int] = {}
+    for it in items:
+        for t in split_tags(it.caption):
+            freq[t] = freq.get(t, 0) + 1
+    return dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# -- each epoch's batches (pure) --------------------------------------------------------------------
+
+def _rng(*key: int) -> random.Random:
+    return random.Random(int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int  # into Scan.items
+    flip: bool
+    shuffle_seed: int
+
+
+def epoch_batches(items: list[Item], num_repeats: int, batch_size: int, seed: int, epoch: int,
+                  flip_aug: bool = False) -> list[list[Sample]]:
+    """All batches of one epoch, in order; a batch holds one bucket only (one tensor shape)."""
+    rng = _rng(seed, epoch, 0)
+    by_bucket: dict[tuple[int, int], list[int]] = {}
+    for i, it in enumerate(items):
+        by_bucket.setdefault(it.fit.bucket, []).extend([i] * num_repeats)
+    batches: list[list[int]] = []
+    for bucket in sorted(by_bucket):
+        order = by_bucket[bucket]
+        rng.shuffle(order)
+        batches.extend(order[k:k + batch_size] for k in range(0, len(order), batch_size))
+    rng.shuffle(batches)
+    out = []
+    for b, batch in enumerate(batches):
+        srng = _rng(seed, epoch, 1, b)
+        out.append([Sample(i, flip_aug and srng.random() < 0.5, srng.getrandbits(32)) for i in batch])
+    return out
+
+
+def train_caption(caption: str, shuffle: bool, keep_tokens: int, shuffle_seed: int) -> str:
+    """The caption one sample trains with: the first ``keep_tokens`` tags stay put, the rest may shuffle."""
+    tags = split_tags(caption)
+    if shuffle and len(tags) > keep_tokens + 1:
+        head, tail = tags[:keep_tokens], tags[keep_tokens:]
+        random.Random(shuffle_seed).shuffle(tail)
+        tags = head + tail
+    return ", ".join(tags)

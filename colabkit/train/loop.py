@@ -1,0 +1,395 @@
+"""The training run, top to bottom: data, resume check, models, caches, LoRA, the loop, outputs.
+
+Knows nothing of Colab or notebooks: progress goes to a Reporter, the budget clock is handed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from colabkit import files
+from colabkit.errors import ColabkitError
+from colabkit.project import Project, open_project
+from colabkit.train import data, lora, models
+from colabkit.train.budget import Budget, hms
+from colabkit.train.cache import LatentCache, TextCache, encode_prompts, time_ids
+from colabkit.train.config import TrainConfig, diff_critical, step_plan
+from colabkit.train.noise import loss_weights, sample_noise, step_seed
+from colabkit.train.optim import make_lr_scheduler, make_optimizer
+from colabkit.train.state import StateStore, TrainState, capture_rng, restore_rng
+
+
+class Reporter:
+    """What a run tells the outside world. The default says nothing."""
+
+    def stage(self, text: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+    def progress(self, iterable, desc: str, total: int | None = None):
+        return iterable
+    def start(self, start_step: int, total_steps: int) -> None: ...
+    def step(self, step: int, loss: float, lr: float, budget_left_s: float) -> None: ...
+    def epoch_end(self, epoch: int, lora_path: Path | None, grid: Path | None, loss_plot: Path | None) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" | "stopped" | "already finished"
+    message: str
+    step: int
+    total_steps: int
+    lora_files: list[Path] = field(default_factory=list)
+    final_lora: Path | None = None
+    sample_grids: list[Path] = field(default_factory=list)
+    loss_plot: Path | None = None
+    state_folder: Path | None = None
+
+
+def lora_name(project: Project, epoch: int | None = None) -> Path:
+    return project.output / (f"{project.slug}-{epoch:02d}.safetensors" if epoch else f"{project.slug}.safetensors")
+
+
+def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
+          device: str | None = None) -> TrainResult:
+    import torch
+    from accelerate import Accelerator
+
+    rep = reporter or Reporter()
+    project = open_project(cfg.project_name)
+    run = cfg.effective()
+
+    # -- 1. the data ------------------------------------------------------------------------------
+    scan = data.scan(project.dataset, run.resolution)
+    if not scan.items:
+        raise ColabkitError(f"No captioned images in {project.dataset}. Add your drawings and run the dataset "
+                            "notebook to caption them (every image needs a .txt beside it).")
+    items = scan.items
+    plan = step_plan(scan.bucket_sizes, run)
+    total = plan.total_steps
+    per_epoch = plan.steps_per_epoch
+    activation = run.activation_tag or data.activation_tag_of(items)
+    rep.stage(plan.describe())
+
+    # -- 2. resume, or start -------------------------------------------------------------------------
+    store = StateStore(project.state)
+    if cfg.start_over:
+        moved = store.archive()
+        if moved:
+            rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
+    resolved = models.resolve_base_model(run.base_model, models_dir=project.models,
+                                         keep_on_drive=run.keep_model_on_drive)
+    fingerprints = {"dataset": scan.fingerprint(), "base_model": models.fingerprint(resolved)}
+    state, warnings = store.load_latest()
+    for w in warnings:
+        rep.warn(w)
+    if state is not None:
+        _check_resumable(state, run, fingerprints)
+        if state.finished and state.step >= total:
+            return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
+                               "Raise epochs to train further, or set start_over to train again from scratch.",
+                               state.step, total, _lora_files(project), lora_name(project)
+                               if lora_name(project).exists() else None, state_folder=state.folder)
+        rep.stage(f"Resuming from {state.summary} (saved state {state.folder.name}).")
+    start_step = state.step if state else 0
+
+    # -- 3. the models --------------------------------------------------------------------------------
+    accelerator = Accelerator(mixed_precision=_precision(run, device), cpu=(device == "cpu"))
+    dev = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    rep.stage(f"Loading {resolved.name} ({accelerator.mixed_precision} on {dev}).")
+    parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix)
+    prediction = parts.prediction_type if run.prediction_type == "auto" else run.prediction_type
+    parts.noise_scheduler.register_to_config(prediction_type=prediction)
+
+    # -- 4. caches: latents (VAE leaves afterwards), text embeddings when the encoders are frozen ----
+    cache_dir = project.cache if run.cache_to_drive else Path.home() / ".cache" / "colabkit" / "latents" / project.slug
+    model_key = f"{fingerprints['base_model']}|fp16fix={run.vae_fp16_fix}"
+    latent_cache = LatentCache(cache_dir / "latents", model_key)
+    todo = latent_cache.missing(items, run.flip_aug)
+    if todo:
+        vae = models.load_vae_for_caching(parts, fp16_fix=run.vae_fp16_fix).to(dev)
+        rep.stage(f"Caching {len(todo)} latents (once; kept in {cache_dir.name}/ for the next days).")
+        latent_cache.build(items, run.flip_aug, vae, dev, vae.dtype,
+                           progress=lambda it: rep.progress(it, "caching latents", len(todo)))
+        vae.to("cpu")
+        del vae
+    latents = latent_cache.load(items, run.flip_aug)
+
+    text_encoders = [parts.text_encoder, parts.text_encoder_2]
+    tokenizers = [parts.tokenizer, parts.tokenizer_2]
+    for te in text_encoders:
+        te.requires_grad_(False)
+    cache_text = not run.train_text_encoder and not run.shuffle_tags
+    text_cache = None
+    if cache_text:
+        text_cache = TextCache(cache_dir / "text", model_key)
+        for te in text_encoders:
+            te.to(dev)
+        text_cache.build([it.caption for it in items], tokenizers, text_encoders, dev,
+                         progress=lambda it: rep.progress(it, "caching text embeddings"))
+        for te in text_encoders:
+            te.to("cpu")  # they leave the GPU; back only for sample images
+        text_embeds = text_cache.load([it.caption for it in items])
+    else:
+        for te in text_encoders:
+            te.to(dev)
+    _free_memory()
+
+    # -- 5. LoRA on the UNet (and text encoders), optimizer, schedule ----------------------------------
+    unet = parts.unet
+    unet.requires_grad_(False)
+    torch.manual_seed(run.seed)  # LoRA's initial weights
+    lora.add_lora(unet, lora.unet_targets(unet, run.lora_type), run.network_dim, run.network_alpha,
+                  conv_rank=run.conv_dim, conv_alpha=run.conv_alpha)
+    trained = {"unet": unet}
+    if run.train_text_encoder:
+        for name, te in (("te1", parts.text_encoder), ("te2", parts.text_encoder_2)):
+            lora.add_lora(te, lora.text_encoder_targets(te), run.network_dim, run.network_alpha)
+            trained[name] = te
+    for model in trained.values():
+        for p in lora.lora_parameters(model):
+            p.data = p.data.float()  # LoRA weights train in fp32 on fp16 base weights (the grad scaler needs it)
+    if run.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if run.train_text_encoder:
+            for te in text_encoders:
+                te.gradient_checkpointing_enable()
+    unet.to(dev)
+    groups = [{"params": lora.lora_parameters(unet), "lr": run.unet_lr}]
+    if run.train_text_encoder:
+        groups.append({"params": [p for m in text_encoders for p in lora.lora_parameters(m)],
+                       "lr": run.text_encoder_lr})
+    optimizer = make_optimizer(run, groups)
+    lr_scheduler = make_lr_scheduler(run, optimizer, total)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+
+    if state is not None:
+        _load_trainable(trained, state.trainable)
+        optimizer.load_state_dict(state.optimizer)
+        lr_scheduler.load_state_dict(state.lr_scheduler)
+        if state.scaler and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state.scaler)
+        restore_rng(state.rng)
+    losses = list(state.losses) if state else []
+    seconds_before = state.seconds_trained if state else 0.0
+
+    def save_state(step: int, finished: bool = False) -> Path:
+        t = time.time()
+        st = TrainState(step=step, config=run.to_dict(), fingerprints=fingerprints, total_steps=total,
+                        losses=losses, trainable=_trainable(trained), optimizer=optimizer.state_dict(),
+                        lr_scheduler=lr_scheduler.state_dict(),
+                        scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                        rng=capture_rng(), finished=finished,
+                        seconds_trained=seconds_before + time.time() - t_start)
+        folder = store.save(st)
+        budget.record_save(time.time() - t)
+        return folder
+
+    # -- 6. the loop --------------------------------------------------------------------------------
+    from colabkit.colab import runtime_start_time
+
+    budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
+                              margin_s=run.budget_margin_minutes * 60)
+    alphas = parts.noise_scheduler.alphas_cumprod
+    n_train_t = parts.noise_scheduler.config.num_train_timesteps
+    t_start = time.time()
+    last_state_save = time.time()
+    epoch_cache: dict[int, list] = {}
+    grids: list[Path] = []
+    loss_plot = None
+    step = start_step
+    stopped = False
+    rep.start(start_step, total)
+    while step < total:
+        epoch, pos = divmod(step, per_epoch)
+        if epoch not in epoch_cache:
+            epoch_cache = {epoch: data.epoch_batches(items, run.num_repeats, run.train_batch_size, run.seed, epoch,
+                                                     run.flip_aug)}
+        micro = epoch_cache[epoch][pos * run.gradient_accumulation_steps:(pos + 1) * run.gradient_accumulation_steps]
+        t0 = time.time()
+        unet.train()
+        step_loss = 0.0
+        for k, batch in enumerate(micro):
+            lat = torch.stack([latents[(s.index, s.flip)] for s in batch]).to(dev, dtype=weight_dtype)
+            captions = [data.train_caption(items[s.index].caption, run.shuffle_tags, run.keep_tokens, s.shuffle_seed)
+                        for s in batch]
+            if text_cache is not None:
+                embeds = torch.stack([text_embeds[c][0] for c in captions]).to(dev, dtype=weight_dtype)
+                pooled = torch.stack([text_embeds[c][1] for c in captions]).to(dev, dtype=weight_dtype)
+            else:
+                with torch.set_grad_enabled(run.train_text_encoder), accelerator.autocast():
+                    embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev)
+            add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
+
+            g = torch.Generator().manual_seed(step_seed(run.seed, step, k))
+            noise = sample_noise(lat.shape, g, run.noise_offset, run.multires_noise_iterations,
+                                 run.multires_noise_discount).to(dev, dtype=weight_dtype)
+            timesteps = torch.randint(0, n_train_t, (lat.shape[0],), generator=g).to(dev)
+            noisy = parts.noise_scheduler.add_noise(lat, noise, timesteps)
+            target = noise if prediction == "epsilon" else parts.noise_scheduler.get_velocity(lat, noise, timesteps)
+
+            sync = k == len(micro) - 1
+            with (contextlib.nullcontext() if sync else accelerator.no_sync(unet)), accelerator.autocast():
+                pred = unet(noisy, timesteps, embeds,
+                            added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
+                per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+                weights = loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)
+                loss = (per_sample * weights).mean() / len(micro)
+                accelerator.backward(loss)
+            step_loss += loss.item()
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"The loss became {step_loss} at step {step + 1}. Lower unet_lr, or use "
+                                     "vae_fp16_fix if the base model's VAE overflows.")
+        if run.max_grad_norm:
+            accelerator.clip_grad_norm_([p for g_ in groups for p in g_["params"]], run.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(step_loss)
+        budget.record_step(time.time() - t0)
+        rep.step(step, step_loss, lr_scheduler.get_last_lr()[0], budget.left_s())
+
+        epoch_done = step % per_epoch == 0 or step == total
+        if epoch_done and accelerator.is_main_process:
+            e = epoch + 1
+            path = grid = None
+            if e % run.save_every_n_epochs == 0 and step < total:
+                path = _export(project, run, trained, lora_name(project, e), items, activation, resolved, prediction,
+                               e, step)
+                _prune_epochs(project, run.keep_only_last_n_epochs)
+            if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
+                grid = _samples(project, run, parts, unet, tokenizers, text_encoders, items, activation, e, dev,
+                                weight_dtype)
+                grids.append(grid)
+            from colabkit.train.plots import save_loss_plot
+
+            loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
+            rep.epoch_end(e, path, grid, loss_plot)
+        due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
+            (time.time() - last_state_save >= run.save_state_every_minutes * 60)
+        if step < total and (epoch_done or due):
+            save_state(step)
+            last_state_save = time.time()
+        if step < total and budget.must_stop():
+            save_state(step)
+            stopped = True
+            break
+
+    rep.close()
+    trained_for = hms(seconds_before + time.time() - t_start)
+    if stopped:
+        used = hms(budget.now() - budget.start)
+        msg = (f"Stopped at step {step}/{total} after {used} of the {run.budget_hours:g} h budget, "
+               f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
+        return TrainResult("stopped", msg, step, total, _lora_files(project), None, grids, loss_plot,
+                           store._complete()[0])
+    final = _export(project, run, trained, lora_name(project), items, activation, resolved, prediction,
+                    plan.epochs, step)
+    files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
+    folder = save_state(step, finished=True)
+    msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
+           f"(activation tag: {activation or '(none)'}).")
+    return TrainResult("finished", msg, step, total, _lora_files(project), final, grids, loss_plot, folder)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+def _precision(run: TrainConfig, device: str | None) -> str:
+    if run.mixed_precision != "auto":
+        return run.mixed_precision
+    from colabkit.doctor import gpu_info
+
+    gpu = gpu_info() if device != "cpu" else None
+    if gpu is None:
+        return "no"
+    return "bf16" if gpu.native_bf16 else "fp16"
+
+
+def _check_resumable(state: TrainState, run: TrainConfig, fingerprints: dict[str, str]) -> None:
+    diffs = diff_critical(state.config, run.to_dict())
+    lines = [f"{k}: {old!r} then, {new!r} now" for k, (old, new) in diffs.items()]
+    if state.fingerprints.get("dataset") != fingerprints["dataset"]:
+        lines.append("the dataset (images or captions) changed since the run started")
+    if state.fingerprints.get("base_model") != fingerprints["base_model"]:
+        lines.append("the base model file is a different one")
+    if lines:
+        raise ColabkitError(
+            "The saved run cannot be resumed with these settings, because:\n- " + "\n- ".join(lines) +
+            "\nPut the old settings back to continue it, or tick start_over to begin a new run "
+            "(the old LoRA files and state are kept).")
+
+
+def _trainable(trained: dict) -> dict:
+    out = {}
+    for prefix, model in trained.items():
+        for name, p in _unwrap(model).named_parameters():
+            if p.requires_grad:
+                out[f"{prefix}.{name}"] = p
+    return out
+
+
+def _load_trainable(trained: dict, tensors: dict) -> None:
+    import torch
+
+    mine = _trainable(trained)
+    if set(mine) != set(tensors):
+        raise ColabkitError("The saved state does not match this LoRA's layers; tick start_over to begin anew.")
+    with torch.no_grad():
+        for name, p in mine.items():
+            p.copy_(tensors[name])
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def _export(project, run, trained, path, items, activation, resolved, prediction, epoch, step) -> Path:
+    import torch
+
+    tensors = lora.export_kohya(_unwrap(trained["unet"]), trained.get("te1"), trained.get("te2"),
+                                alpha=run.network_alpha, conv_alpha=run.conv_alpha, dtype=torch.float16)
+    freq = {f"{run.num_repeats}_{project.slug}": data.tag_frequency(items)}
+    meta = lora.build_metadata(
+        output_name=path.stem, network_dim=run.network_dim, network_alpha=run.network_alpha, lora_type=run.lora_type,
+        resolution=run.resolution, num_train_images=len(items) * run.num_repeats, tag_frequency=freq,
+        activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
+        unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
+        extra={"ss_conv_dim": str(run.conv_dim), "ss_conv_alpha": str(run.conv_alpha)} if run.lora_type == "LoCon"
+        else None)
+    lora.save_lora(path, tensors, meta)
+    return path
+
+
+def _prune_epochs(project: Project, keep: int) -> None:
+    epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
+    for old in epochs[:-keep] if keep else []:
+        old.unlink()
+
+
+def _lora_files(project: Project) -> list[Path]:
+    return sorted(project.output.glob(f"{project.slug}*.safetensors"))
+
+
+def _samples(project, run, parts, unet, tokenizers, text_encoders, items, activation, epoch, dev, dtype) -> Path:
+    from colabkit.train.sample import default_prompts, generate_grid
+
+    prompts = [p.strip() for p in run.sample_prompts.splitlines() if p.strip()] or \
+        default_prompts(activation, data.tag_frequency(items))
+    return generate_grid(parts, _unwrap(unet), prompts, project.samples, f"e{epoch:02d}", run.resolution,
+                         run.sample_steps, run.sample_seed, dev, dtype, keep_text_encoders_on_device=not
+                         all(next(te.parameters()).device.type == "cpu" for te in text_encoders) or dev.type == "cpu")
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+

@@ -1,0 +1,75 @@
+"""Preview images during training, with the weights already in memory (no second model copy)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from colabkit import files
+
+NEGATIVE = "lowres, bad anatomy, worst quality, low quality, jpeg artifacts, watermark, text"
+
+
+def default_prompts(activation_tag: str, frequency: dict[str, int], n: int = 3) -> list[str]:
+    """The activation tag plus the dataset's most frequent tags, in a few mixes."""
+    tags = [t for t in frequency if t != activation_tag]
+    head = [activation_tag] if activation_tag else []
+    prompts = [", ".join(head + tags[:6])]
+    if len(tags) > 6:
+        prompts.append(", ".join(head + tags[:2] + tags[6:10]))
+    prompts.append(", ".join(head + ["simple background", "white background"] + tags[:2]))
+    return [p for p in prompts if p][:n]
+
+
+def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resolution: int, steps: int,
+                  seed: int, device, dtype, keep_text_encoders_on_device: bool) -> Path:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    movable = [parts.vae] + ([] if keep_text_encoders_on_device else [parts.text_encoder, parts.text_encoder_2])
+    homes = [next(m.parameters()).device for m in movable]
+    for m in movable:
+        m.to(device)
+    was_training = unet.training
+    unet.eval()
+    try:
+        pipe = StableDiffusionXLPipeline(
+            vae=parts.vae, text_encoder=parts.text_encoder, text_encoder_2=parts.text_encoder_2,
+            tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=unet,
+            scheduler=EulerDiscreteScheduler.from_config(parts.noise_scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        images = []
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            for i, prompt in enumerate(prompts):
+                out = pipe(prompt, negative_prompt=NEGATIVE, height=resolution, width=resolution,
+                           num_inference_steps=steps, guidance_scale=7.0,
+                           generator=torch.Generator().manual_seed(seed + i))
+                images.append(out.images[0])
+        del pipe
+    finally:
+        unet.train(was_training)
+        for m, home in zip(movable, homes):
+            m.to(home)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    for i, im in enumerate(images):
+        files.write_bytes(folder / f"{tag}-{i}.png", _png(im))
+    return files.write_bytes(folder / f"grid-{tag}.png", _png(make_grid(images)))
+
+
+def make_grid(images, cols: int | None = None):
+    from PIL import Image
+
+    cols = cols or len(images)
+    rows = -(-len(images) // cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
