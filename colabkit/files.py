@@ -76,3 +76,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def move_into(src: str | os.PathLike, folder: str | os.PathLike, name: str | None = None) -> Path:
+    """Move ``src`` into ``folder`` (created if needed) as ``name`` (default: its own name), never
+    overwriting: a taken name becomes "stem (2).ext", "stem (3).ext", ...
+
+    A rename within one filesystem is atomic, so the file is always in exactly one of the two places.
+    """
+    src, folder = Path(src), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = Path(name or src.name)
+    dst = folder / wanted.name
+    n = 2
+    while dst.exists():
+        dst = folder / f"{wanted.stem} ({n}){wanted.suffix}"
+        n += 1
+    os.rename(src, dst)
+    fsync_dir(folder)
+    fsync_dir(src.parent)
+    return dst

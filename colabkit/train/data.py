@@ -61,23 +61,10 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def open_rgb(path: Path):
-    """An image as RGB, EXIF orientation applied, transparency composited onto white."""
-    from PIL import Image, ImageOps
+    """The image exactly as the tagger saw it (EXIF orientation, transparency on white, 8-bit RGB)."""
+    from colabkit.dataset.images import load_rgb
 
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, im).convert("RGB")
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit greyscale: scale to 8 bits instead of clipping everything to white.
-            import numpy as np
-
-            arr = np.asarray(im, dtype=np.float32)
-            arr = arr / max(float(arr.max()), 1.0) * 255.0
-            return Image.fromarray(arr.astype("uint8")).convert("RGB")
-        return im.convert("RGB")
+    return load_rgb(path)
 
 
 def scan(dataset: Path, resolution: int) -> Scan:

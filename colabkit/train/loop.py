@@ -360,8 +360,8 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
         resolution=run.resolution, num_train_images=len(items) * run.num_repeats, tag_frequency=freq,
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
-        extra={"ss_conv_dim": str(run.conv_dim), "ss_conv_alpha": str(run.conv_alpha)} if run.lora_type == "LoCon"
-        else None)
+        conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,
+        conv_alpha=run.conv_alpha if run.lora_type == "LoCon" else None)
     lora.save_lora(path, tensors, meta)
     return path
 

@@ -1,0 +1,131 @@
+# %% [markdown]
+# # colabkit 1: prepare your dataset
+#
+# Upload 10-100 of your drawings into **`MyDrive/Loras/<project>/dataset/`** on Google Drive, then run
+# the cells from top to bottom (▶ on each, or *Runtime > Run all*). A GPU makes tagging faster but is
+# not required for this notebook.
+#
+# What happens: your images are checked (nothing is changed or deleted), every usable image gets a
+# caption file (`drawing.png` → `drawing.txt`) that starts with your **trigger word**, and you see a
+# table of the tags and a gallery, so you know what the model will learn. Then open the training notebook.
+
+# %%
+# @title Step 0: set up (installs what Colab lacks) { display-mode: "form" }
+colabkit_source = "git+https://github.com/colabkit/colabkit"  # @param {type:"string"}
+# @markdown Where to install colabkit from: the package index once published, a git URL, or a wheel on Drive.
+try:
+    import colabkit
+except ImportError:  # first run in a fresh Colab runtime
+    import subprocess, sys
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", colabkit_source], check=True)
+from colabkit.colab import setup
+setup_report = setup(extras=["tag", "notebook"])
+
+# %% [markdown]
+# ## Step 1: your project
+# Pick a short name (letters, digits, `-`, `_`). This mounts your Drive (Colab asks for permission once)
+# and creates `MyDrive/Loras/<project_name>/dataset/`. Put your drawings there, then continue.
+
+# %%
+# @title Step 1: open or create the project { display-mode: "form" }
+project_name = "my-first-lora"  # @param {type:"string"}
+from colabkit.colab import open_or_create_project
+
+project = open_or_create_project(project_name)
+
+# %% [markdown]
+# ## Step 2: check the images
+# Every file in `dataset/` is read. Usable images are listed with their size and colour mode
+# (transparent backgrounds are put on **white**, CMYK / 16-bit / palette images become normal RGB, phone
+# photos are turned upright). Each problem file is named with what is wrong and what to do.
+# Your files are never changed; tick `move_rejected` to move problem files into `dataset/_rejected/`
+# (nothing is ever deleted).
+
+# %%
+# @title Step 2: check and clean the images { display-mode: "form" }
+move_rejected = False  # @param {type:"boolean"}
+min_side = 512  # @param {type:"integer"}
+# @markdown `min_side`: images whose shorter side is below this many pixels are too small to train on.
+from colabkit.dataset.pipeline import check_dataset
+from colabkit.display_dataset import show_check_report
+
+dataset_report = check_dataset(project_name, move_rejected=move_rejected, min_side=min_side)
+show_check_report(dataset_report)
+
+# %% [markdown]
+# ## Step 3: tag (or caption) every image
+# - **anime tags** (drawings, anime, illustration): a WD14 tagger lists what it sees (`1girl, long hair, ...`).
+#   `tag_threshold`: lower gives more tags (0.35 is a good start); `character_threshold`: how sure it must be
+#   to name a known character (above 1 switches character tags off, usually right for a style LoRA).
+# - **photo captions** (photos, realistic work): BLIP writes one sentence per image.
+#
+# **activation_tag** is your trigger word: a made-up word such as `houtline` that you will type in prompts.
+# It is put first in every caption. **blacklist_tags** (comma-separated, `*` allowed) are never written:
+# tags describing your style itself (e.g. `monochrome, lineart`) are better left out so the trigger word learns them.
+# Existing caption files are kept (only given the trigger word) unless you tick `overwrite_captions`.
+
+# %%
+# @title Step 3: tag images { display-mode: "form" }
+tagging_method = "anime tags"  # @param ["anime tags", "photo captions"]
+tagger_model = "wd-eva02-large-tagger-v3"  # @param ["wd-eva02-large-tagger-v3", "wd-vit-large-tagger-v3", "wd-vit-tagger-v3", "wd-swinv2-tagger-v3"] {allow-input: true}
+tag_threshold = 0.35  # @param {type:"slider", min:0.05, max:1, step:0.05}
+character_threshold = 0.85  # @param {type:"slider", min:0.05, max:1.05, step:0.05}
+caption_model = "Salesforce/blip-image-captioning-large"  # @param ["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base"] {allow-input: true}
+caption_min_length = 5  # @param {type:"integer"}
+caption_max_length = 40  # @param {type:"integer"}
+activation_tag = "houtline"  # @param {type:"string"}
+blacklist_tags = ""  # @param {type:"string"}
+overwrite_captions = False  # @param {type:"boolean"}
+# @markdown `tagger_model` / `caption_model` also accept a folder on Drive with your own model.
+from colabkit.dataset.pipeline import tag_dataset
+from colabkit.display_dataset import show_tag_report
+
+tag_report = tag_dataset(
+    project_name, tagging_method=tagging_method, tagger_model=tagger_model, tag_threshold=tag_threshold,
+    character_threshold=character_threshold, caption_model=caption_model, activation_tag=activation_tag,
+    blacklist_tags=blacklist_tags, overwrite_captions=overwrite_captions,
+    caption_min_length=caption_min_length, caption_max_length=caption_max_length)
+show_tag_report(tag_report)
+
+# %% [markdown]
+# ## Step 4: trigger word and curation
+# Applies to **all** captions, including ones you wrote yourself: the trigger word (from Step 3) first and
+# only once, blacklisted tags removed, duplicates removed.
+# - **replace_tags**: `old=new` pairs, comma-separated (`monochrome=black and white, sketch=`; nothing after `=` removes the tag).
+# - **global_tags**: tags added to every caption, right after the trigger word.
+
+# %%
+# @title Step 4: trigger word and curation { display-mode: "form" }
+replace_tags = ""  # @param {type:"string"}
+global_tags = ""  # @param {type:"string"}
+from colabkit.dataset.pipeline import curate_captions
+from colabkit.display_dataset import show_curate_report
+
+curate_report = curate_captions(project_name, activation_tag=activation_tag, blacklist_tags=blacklist_tags,
+                                replace_tags=replace_tags, global_tags=global_tags)
+show_curate_report(curate_report)
+
+# %% [markdown]
+# ## Step 5: what the model will learn
+# The most frequent tags, and your images with their captions. A tag on almost every image that
+# describes your style (e.g. `monochrome`) is worth blacklisting in Step 3, so the trigger word carries it.
+
+# %%
+# @title Step 5: tag frequencies and gallery { display-mode: "form" }
+gallery_size = 12  # @param {type:"integer"}
+from colabkit.display_dataset import show_overview
+
+show_overview(project_name, top=50, gallery=gallery_size, activation_tag=activation_tag)
+
+# %%
+# @title Optional: fix captions by hand { display-mode: "form" }
+open_editor = False  # @param {type:"boolean"}
+# @markdown Tick and run: pick an image, edit its caption, press *Save caption*.
+from colabkit.display_dataset import show_caption_editor
+
+if open_editor:
+    editor = show_caption_editor(project_name, activation_tag=activation_tag)
+
+# %% [markdown]
+# ## Next
+# Your dataset is ready. Open **2_train** and use the same `project_name`.
