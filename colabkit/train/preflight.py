@@ -130,7 +130,9 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
         train_text_encoder=run.train_text_encoder,
         mixed_precision="bf16" if gpu and gpu.native_bf16 else "fp16",
         gradient_checkpointing=run.gradient_checkpointing, cache_latents=True,
-        cache_text_embeddings=not run.train_text_encoder and not run.shuffle_tags, optimizer=run.optimizer)
+        cache_text_embeddings=not run.train_text_encoder and not run.shuffle_tags, optimizer=run.optimizer,
+        conv_dim=run.conv_dim if run.lora_type == "LoCon" else None, sample_images=run.sample_every_n_epochs > 0,
+        vae_fp16_fix=run.vae_fp16_fix, gpu_gb=gpu_gb)
     if is_tiny(run.base_model):
         report.add("memory", "ok", "tiny-sdxl needs well under 1 GB.")
     elif vram.fits(gpu_gb):

@@ -39,12 +39,16 @@ def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resol
             scheduler=EulerDiscreteScheduler.from_config(parts.noise_scheduler.config))
         pipe.set_progress_bar_config(disable=True)
         images = []
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        vae = parts.vae
+        with torch.no_grad():
             for i, prompt in enumerate(prompts):
-                out = pipe(prompt, negative_prompt=NEGATIVE, height=resolution, width=resolution,
-                           num_inference_steps=steps, guidance_scale=7.0,
-                           generator=torch.Generator().manual_seed(seed + i))
-                images.append(out.images[0])
+                latents = pipe(prompt, negative_prompt=NEGATIVE, height=resolution, width=resolution,
+                               num_inference_steps=steps, guidance_scale=7.0, output_type="latent",
+                               generator=torch.Generator().manual_seed(seed + i)).images
+                # Decoded here, in the VAE's own dtype (fp32 unless fp16-fix) and outside any autocast:
+                # the stock SDXL VAE turns fp16 activations into NaN, i.e. black previews.
+                pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+                images.append(pipe.image_processor.postprocess(pixels.float(), output_type="pil")[0])
         del pipe
     finally:
         unet.train(was_training)

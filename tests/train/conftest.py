@@ -1,0 +1,39 @@
+import pytest
+from PIL import Image, ImageDraw
+
+from colabkit.project import Project
+from colabkit.train.config import TrainConfig
+
+
+def draw(i: int, size: tuple[int, int]) -> Image.Image:
+    """A small 'drawing': dark outlines on white, different per i."""
+    im = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(im)
+    w, h = size
+    d.ellipse((w * 0.2, h * 0.2, w * 0.8, h * 0.8), outline=(20, 20, 20), width=3)
+    d.line((0, h * (i % 5) / 5, w, h - h * (i % 3) / 3), fill=(200, 40 * i % 255, 40), width=2)
+    return im
+
+
+@pytest.fixture
+def tiny_project(drive, tiny_sdxl):
+    """A project with 4 captioned drawings (two aspect ratios), ready to train on tiny-sdxl."""
+    project = Project.at("houtline").create()
+    for i in range(4):
+        draw(i, (64, 64) if i % 2 else (96, 64)).save(project.dataset / f"d{i}.png")
+        (project.dataset / f"d{i}.txt").write_text(f"houtline, outline, {'circle' if i % 2 else 'wide'}, tag{i}")
+    return project
+
+
+@pytest.fixture
+def make_config():
+    """TrainConfig for tiny-sdxl at 64 px: a few CPU-seconds a run."""
+    return tiny_config
+
+
+def tiny_config(**changes) -> TrainConfig:
+    values = dict(project_name="houtline", base_model="tiny-sdxl", resolution=64, num_repeats=2, epochs=2,
+                  train_batch_size=2, optimizer="AdamW", unet_lr=1e-3, network_dim=4, network_alpha=2,
+                  sample_every_n_epochs=0, sample_steps=2, save_state_every_n_steps=2, seed=7)
+    values.update(changes)
+    return TrainConfig(**values)
