@@ -29,7 +29,8 @@ def read_source(py_path: str | os.PathLike):
         "kernelspec": {"display_name": "Python 3", "name": "python3"},
         "language_info": {"name": "python"},
     }
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: the generated file is reproducible byte for byte
         cell.metadata = {}
         if cell.cell_type == "code":
             cell.outputs = []

@@ -21,6 +21,7 @@ from colabkit.train.cache import LatentCache, TextCache, encode_prompts, time_id
 from colabkit.train.config import TrainConfig, diff_critical, step_plan
 from colabkit.train.noise import loss_weights, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
+from colabkit.train.plots import save_loss_plot
 from colabkit.train.state import StateStore, TrainState, capture_rng, restore_rng
 
 
@@ -267,8 +268,6 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
                 grid = _samples(project, run, parts, unet, tokenizers, text_encoders, items, activation, e, dev,
                                 weight_dtype)
                 grids.append(grid)
-            from colabkit.train.plots import save_loss_plot
-
             loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
@@ -278,6 +277,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
             last_state_save = time.time()
         if step < total and budget.must_stop():
             save_state(step)
+            if accelerator.is_main_process:
+                loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
             stopped = True
             break
 

@@ -1,0 +1,32 @@
+"""`colabkit demo`: the whole flow on a local folder with the built-in tiny models, no GPU, no download.
+
+What a newcomer runs first: it creates a project, fills it with a few generated drawings (only if it
+is empty), checks and tags them, trains tiny-sdxl for a few dozen steps, and shows where everything is.
+"""
+
+from __future__ import annotations
+
+from colabkit import display
+
+
+def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128):
+    from colabkit.colab import open_or_create_project
+    from colabkit.dataset.pipeline import check_dataset, tag_dataset
+    from colabkit.testing.images import make_image_folder
+    from colabkit.train.config import TrainConfig
+    from colabkit.train.run import show_results, train_lora
+
+    project = open_or_create_project(project_name)
+    if not any(project.dataset.iterdir()):
+        make_image_folder(project.dataset, 8, size=(640, 640), fmt="mixed")
+        display.show_text(f"Wrote 8 sample drawings into {project.dataset}")
+    report = check_dataset(project_name, progress=False)
+    display.show_text(report.summary())
+    tagged = tag_dataset(project_name, tagger_model="tiny-wd14", activation_tag="houtline", progress=False)
+    display.show_text(f"Captions: {tagged.written} written, {tagged.kept} kept.")
+    config = TrainConfig(project_name=project_name, base_model="tiny-sdxl", resolution=resolution, num_repeats=5,
+                         train_batch_size=2, max_train_steps=steps, optimizer="AdamW8bit", sample_steps=8,
+                         network_dim=8, network_alpha=4, budget_hours=1.0, budget_margin_minutes=0)
+    result = train_lora(config)
+    show_results(config)
+    return result

@@ -1,0 +1,103 @@
+# %% [markdown]
+# # colabkit 2: train your LoRA
+#
+# Run the cells from top to bottom (▶ on each, or *Runtime > Run all*). You need a **T4 GPU**:
+# *Runtime > Change runtime type > T4 GPU*. Your images and captions come from the dataset notebook
+# (`MyDrive/Loras/<project>/dataset/`); the LoRA appears in `MyDrive/Loras/<project>/output/`.
+#
+# The free tier gives about 3 GPU-hours a day. Training stops by itself before that runs out, saves
+# everything to Drive, and **continues exactly where it stopped** when you run this notebook again
+# tomorrow, without changing anything.
+
+# %%
+# @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
+colabkit_source = "git+https://github.com/colabkit/colabkit"  # @param {type:"string"}
+# @markdown Where to install colabkit from: the package index once published, a git URL, or a wheel on Drive.
+try:
+    import colabkit
+except ImportError:  # first run in a fresh Colab runtime
+    import subprocess, sys
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", colabkit_source], check=True)
+from colabkit.colab import setup
+setup_report = setup(extras=["train", "notebook"])
+
+# %% [markdown]
+# ## Step 1: choose your settings
+#
+# **The step maths.** One *epoch* shows every image `num_repeats` times; a *step* trains on
+# `train_batch_size` images at once. Steps = images x repeats / batch x epochs. For 10-100 drawings,
+# **300-500 steps** is the usual target: the check below does the maths and suggests repeats that land there.
+#
+# - **num_repeats**: how often each image is seen per epoch. Few images: more repeats.
+# - **epochs**: how many rounds. A LoRA file is saved after each, so you can pick the best one.
+# - **train_batch_size**: images per step. Bigger is faster per image but needs more GPU memory (2 is safe on a T4 at 1024 px).
+# - **optimizer**: *AdamW8bit* is the steady choice for many images; *Prodigy* finds its own learning
+#   rate and suits small datasets (leave `recommended_values` on: it sets lr 1.0 and alpha = dim for it).
+# - **network_dim / network_alpha**: the LoRA's capacity. 16/8 suits a style or a character; more is rarely better.
+# - **lora_type**: *LoCon* also trains the convolution layers: stronger on textures and line quality.
+# - **shuffle_tags / keep_tokens**: shuffle the caption's tags each time, keeping the first `keep_tokens`
+#   (your activation tag) in front, so the model does not learn the order of the tags.
+# - **budget_hours**: stop (with everything saved) before the day's free GPU time runs out.
+# - **start_over**: begin a new run instead of continuing a saved one (old files are kept).
+
+# %%
+# @title Step 1: settings and preflight check { display-mode: "form" }
+project_name = "my-first-lora"  # @param {type:"string"}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+# @markdown A preset, a URL of a `.safetensors` checkpoint, or a path on Drive (`/content/drive/MyDrive/...`).
+resolution = 1024  # @param {type:"integer"}
+num_repeats = 10  # @param {type:"integer"}
+epochs = 10  # @param {type:"integer"}
+train_batch_size = 2  # @param {type:"integer"}
+optimizer = "AdamW8bit"  # @param ["AdamW8bit", "Prodigy", "AdamW", "Adafactor"]
+recommended_values = True  # @param {type:"boolean"}
+unet_lr = 1e-4  # @param {type:"number"}
+text_encoder_lr = 0.0  # @param {type:"number"}
+# @markdown `text_encoder_lr` 0 keeps the text encoders frozen (less memory, usual for SDXL).
+lr_scheduler = "cosine"  # @param ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear"]
+network_dim = 16  # @param {type:"integer"}
+network_alpha = 8  # @param {type:"integer"}
+lora_type = "LoRA"  # @param ["LoRA", "LoCon"]
+shuffle_tags = True  # @param {type:"boolean"}
+keep_tokens = 1  # @param {type:"integer"}
+flip_aug = False  # @param {type:"boolean"}
+# @markdown Saving and previews
+save_every_n_epochs = 1  # @param {type:"integer"}
+keep_only_last_n_epochs = 10  # @param {type:"integer"}
+sample_prompts = ""  # @param {type:"string"}
+# @markdown One prompt per line; empty: your activation tag plus your dataset's most frequent tags.
+sample_every_n_epochs = 1  # @param {type:"integer"}
+# @markdown Free-tier budget
+budget_hours = 3.0  # @param {type:"number"}
+start_over = False  # @param {type:"boolean"}
+
+from colabkit.train.config import TrainConfig
+from colabkit.train.run import preflight
+
+config = TrainConfig(
+    project_name=project_name, base_model=base_model, resolution=resolution, num_repeats=num_repeats,
+    epochs=epochs, train_batch_size=train_batch_size, optimizer=optimizer, recommended_values=recommended_values,
+    unet_lr=unet_lr, text_encoder_lr=text_encoder_lr, lr_scheduler=lr_scheduler, network_dim=network_dim,
+    network_alpha=network_alpha, lora_type=lora_type, shuffle_tags=shuffle_tags, keep_tokens=keep_tokens,
+    flip_aug=flip_aug, save_every_n_epochs=save_every_n_epochs, keep_only_last_n_epochs=keep_only_last_n_epochs,
+    sample_prompts=sample_prompts, sample_every_n_epochs=sample_every_n_epochs, budget_hours=budget_hours,
+    start_over=start_over)
+preflight_report = preflight(config)
+
+# %% [markdown]
+# ## Step 2: train
+# One progress bar shows steps, loss, speed and the budget left. After each epoch you see sample images
+# (same prompts, same seed: watch your style appear) and the loss curve. If the budget runs out, the run
+# stops with everything saved: **run the notebook again tomorrow** and it continues where it stopped.
+
+# %%
+# @title Step 2: train (or continue) { display-mode: "form" }
+from colabkit.train.run import train_lora
+
+result = train_lora(config)
+
+# %%
+# @title Step 3: your LoRA files and how to use them { display-mode: "form" }
+from colabkit.train.run import show_results
+
+lora_files = show_results(config)
