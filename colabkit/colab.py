@@ -70,14 +70,17 @@ def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu:
     reinstall is what broke the peer notebooks. Outside Colab nothing is installed; missing
     packages are reported with the command that adds them.
     """
+    from colabkit import display
+
+    if need_gpu and doctor.gpu_info() is None:
+        # Said first, before minutes of installs: the fix is a runtime change, then a restart.
+        display.show_text(doctor.no_gpu_message(), "error")
     cmd = doctor.pip_install_command(list(extras))
     if cmd and in_colab():
         subprocess.run(cmd, check=True)
     report = doctor.check(need_gpu=need_gpu)
     if cmd and not in_colab():
         report.problems.append("Missing optional packages for this notebook. Fix: " + " ".join(cmd[2:]))
-    from colabkit import display
-
     display.show_report(report)
     return report
 

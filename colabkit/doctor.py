@@ -196,6 +196,8 @@ def pip_install_command(extras: list[str]) -> list[str]:
     for extra in extras:
         for mod, req in EXTRAS.get(extra, {}).items():
             if importlib.util.find_spec(mod) is None:
+                if mod == "onnxruntime" and gpu_info() is not None:
+                    req = req.replace("onnxruntime", "onnxruntime-gpu")  # same module, CUDA provider included
                 wanted.append(req)
     return [sys.executable, "-m", "pip", "install", "-q", *wanted] if wanted else []
 

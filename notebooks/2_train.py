@@ -19,7 +19,7 @@ except ImportError:  # first run in a fresh Colab runtime
     import subprocess, sys
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", colabkit_source], check=True)
 from colabkit.colab import setup
-setup_report = setup(extras=["train", "notebook"])
+setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 
 # %% [markdown]
 # ## Step 1: choose your settings

@@ -265,8 +265,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
                                e, step)
                 _prune_epochs(project, run.keep_only_last_n_epochs)
             if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
-                grid = _samples(project, run, parts, unet, tokenizers, text_encoders, items, activation, e, dev,
-                                weight_dtype)
+                grid = _samples(project, run, parts, unet, items, activation, e, dev)
                 grids.append(grid)
             loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
             rep.epoch_end(e, path, grid, loss_plot)
@@ -377,14 +376,13 @@ def _lora_files(project: Project) -> list[Path]:
     return sorted(project.output.glob(f"{project.slug}*.safetensors"))
 
 
-def _samples(project, run, parts, unet, tokenizers, text_encoders, items, activation, epoch, dev, dtype) -> Path:
+def _samples(project, run, parts, unet, items, activation, epoch, dev) -> Path:
     from colabkit.train.sample import default_prompts, generate_grid
 
     prompts = [p.strip() for p in run.sample_prompts.splitlines() if p.strip()] or \
         default_prompts(activation, data.tag_frequency(items))
     return generate_grid(parts, _unwrap(unet), prompts, project.samples, f"e{epoch:02d}", run.resolution,
-                         run.sample_steps, run.sample_seed, dev, dtype, keep_text_encoders_on_device=not
-                         all(next(te.parameters()).device.type == "cpu" for te in text_encoders) or dev.type == "cpu")
+                         run.sample_steps, run.sample_seed, dev)
 
 
 def _free_memory() -> None:

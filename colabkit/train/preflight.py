@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from colabkit.errors import ColabkitError
 from colabkit.train.config import TrainConfig, step_plan
@@ -149,9 +150,11 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
     else:
         report.add("Drive space", "ok", f"{free_gb:.1f} GB free")
 
-    if resolved is not None:
+    if resolved is not None and (resolved.present or resolved.sha256):  # else no fingerprint before the download
         key = f"{models.fingerprint(resolved)}|fp16fix={run.vae_fp16_fix}"
-        todo = LatentCache(project.cache / "latents", key).missing(scan.items, run.flip_aug)
+        cache_dir = (project.cache if run.cache_to_drive  # where the loop keeps them
+                     else Path.home() / ".cache" / "colabkit" / "latents" / project.slug)
+        todo = LatentCache(cache_dir / "latents", key).missing(scan.items, run.flip_aug)
         total = len(scan.items) * (2 if run.flip_aug else 1)
         if todo and len(todo) < total:
             report.add("cache", "ok", f"{len(todo)} of {total} latents new or changed: only those will be re-cached.")

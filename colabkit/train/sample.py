@@ -22,11 +22,17 @@ def default_prompts(activation_tag: str, frequency: dict[str, int], n: int = 3) 
 
 
 def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resolution: int, steps: int,
-                  seed: int, device, dtype, keep_text_encoders_on_device: bool) -> Path:
+                  seed: int, device) -> Path:
+    """Render the prompts with a fixed seed and save them and their grid; returns the grid's path.
+
+    The VAE and text encoders visit the GPU only for this and go back where they were.
+    """
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
-    movable = [parts.vae] + ([] if keep_text_encoders_on_device else [parts.text_encoder, parts.text_encoder_2])
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the training step's freed activations, before sampling allocates
+    movable = [parts.vae, parts.text_encoder, parts.text_encoder_2]
     homes = [next(m.parameters()).device for m in movable]
     for m in movable:
         m.to(device)
