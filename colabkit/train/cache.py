@@ -16,6 +16,16 @@ from colabkit.train.data import Item, open_rgb
 Progress = Callable[[Iterable], Iterable]
 
 
+def cache_root(project, cache_to_drive: bool) -> Path:
+    """On Drive (survives the runtime: tomorrow skips the encoding) or on the runtime's local disk."""
+    return project.cache if cache_to_drive else Path.home() / ".cache" / "colabkit" / "latents" / project.slug
+
+
+def model_key(base_model_fingerprint: str, vae_fp16_fix: bool) -> str:
+    """What the cached tensors depend on besides the image: the model's weights and which VAE."""
+    return f"{base_model_fingerprint}|fp16fix={vae_fp16_fix}"
+
+
 def _identity(it):
     return it
 

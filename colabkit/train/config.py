@@ -253,3 +253,15 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
 def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The resume-critical settings that differ between a saved run and this one."""
     return {k: (old.get(k), new.get(k)) for k in RESUME_CRITICAL if old.get(k) != new.get(k)}
+
+
+def resume_problems(saved_config: dict[str, Any], saved_fingerprints: dict[str, str], config: dict[str, Any],
+                    fingerprints: dict[str, str]) -> list[str]:
+    """Why a saved run cannot continue with this config (empty: it can). Fingerprints not known yet
+    (a base model still to download) are not compared."""
+    lines = [f"{k}: {old!r} then, {new!r} now" for k, (old, new) in diff_critical(saved_config, config).items()]
+    if "dataset" in fingerprints and saved_fingerprints.get("dataset") != fingerprints["dataset"]:
+        lines.append("the dataset (images or captions) changed since the run started")
+    if "base_model" in fingerprints and saved_fingerprints.get("base_model") != fingerprints["base_model"]:
+        lines.append("the base model file is a different one")
+    return lines

@@ -17,8 +17,8 @@ from colabkit.errors import ColabkitError
 from colabkit.project import Project, open_project
 from colabkit.train import data, lora, models
 from colabkit.train.budget import Budget, hms
-from colabkit.train.cache import LatentCache, TextCache, encode_prompts, time_ids
-from colabkit.train.config import TrainConfig, diff_critical, step_plan
+from colabkit.train.cache import LatentCache, TextCache, cache_root, encode_prompts, model_key, time_ids
+from colabkit.train.config import TrainConfig, resume_problems, step_plan
 from colabkit.train.noise import loss_weights, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
 from colabkit.train.plots import save_loss_plot
@@ -108,17 +108,18 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
     parts.noise_scheduler.register_to_config(prediction_type=prediction)
 
     # -- 4. caches: latents (VAE leaves afterwards), text embeddings when the encoders are frozen ----
-    cache_dir = project.cache if run.cache_to_drive else Path.home() / ".cache" / "colabkit" / "latents" / project.slug
-    model_key = f"{fingerprints['base_model']}|fp16fix={run.vae_fp16_fix}"
-    latent_cache = LatentCache(cache_dir / "latents", model_key)
+    cache_dir = cache_root(project, run.cache_to_drive)
+    key = model_key(fingerprints["base_model"], run.vae_fp16_fix)
+    latent_cache = LatentCache(cache_dir / "latents", key)
     todo = latent_cache.missing(items, run.flip_aug)
-    if todo:
+    if todo and accelerator.is_main_process:
         vae = models.load_vae_for_caching(parts, fp16_fix=run.vae_fp16_fix).to(dev)
         rep.stage(f"Caching {len(todo)} latents (once; kept in {cache_dir.name}/ for the next days).")
         latent_cache.build(items, run.flip_aug, vae, dev, vae.dtype,
                            progress=lambda it: rep.progress(it, "caching latents", len(todo)))
         vae.to("cpu")
         del vae
+    accelerator.wait_for_everyone()
     latents = latent_cache.load(items, run.flip_aug)
 
     text_encoders = [parts.text_encoder, parts.text_encoder_2]
@@ -128,7 +129,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
     cache_text = not run.train_text_encoder and not run.shuffle_tags
     text_cache = None
     if cache_text:
-        text_cache = TextCache(cache_dir / "text", model_key)
+        text_cache = TextCache(cache_dir / "text", key)
         for te in text_encoders:
             te.to(dev)
         text_cache.build([it.caption for it in items], tokenizers, text_encoders, dev,
@@ -179,7 +180,10 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
     losses = list(state.losses) if state else []
     seconds_before = state.seconds_trained if state else 0.0
 
-    def save_state(step: int, finished: bool = False) -> Path:
+    def save_state(step: int, finished: bool = False) -> Path | None:
+        if not accelerator.is_main_process:  # one writer; the others wait for it
+            accelerator.wait_for_everyone()
+            return None
         t = time.time()
         st = TrainState(step=step, config=run.to_dict(), fingerprints=fingerprints, total_steps=total,
                         losses=losses, trainable=_trainable(trained), optimizer=optimizer.state_dict(),
@@ -189,6 +193,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
                         seconds_trained=seconds_before + time.time() - t_start)
         folder = store.save(st)
         budget.record_save(time.time() - t)
+        accelerator.wait_for_everyone()
         return folder
 
     # -- 6. the loop --------------------------------------------------------------------------------
@@ -215,7 +220,23 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         t0 = time.time()
         unet.train()
         step_loss = 0.0
-        for k, batch in enumerate(micro):
+        for k, full in enumerate(micro):
+            # Noise and timesteps are drawn for the whole batch, then each process takes its share:
+            # one GPU or several, every sample sees the same noise.
+            g = torch.Generator().manual_seed(step_seed(run.seed, step, k))
+            shape = (len(full), *latents[(full[0].index, full[0].flip)].shape)
+            noise_all = sample_noise(shape, g, run.noise_offset, run.multires_noise_iterations,
+                                     run.multires_noise_discount)
+            t_all = torch.randint(0, n_train_t, (len(full),), generator=g)
+            mine = list(range(accelerator.process_index, len(full), accelerator.num_processes))
+            # DDP averages gradients over processes: weighting each by its share of the batch makes that
+            # average the whole batch's mean. A process with no sample still runs (weight 0) to stay in step.
+            share = len(mine) * accelerator.num_processes / len(full)
+            mine = mine or [0]
+            batch = [full[i] for i in mine]
+            noise = noise_all[mine].to(dev, dtype=weight_dtype)
+            timesteps = t_all[mine].to(dev)
+
             lat = torch.stack([latents[(s.index, s.flip)] for s in batch]).to(dev, dtype=weight_dtype)
             captions = [data.train_caption(items[s.index].caption, run.shuffle_tags, run.keep_tokens, s.shuffle_seed)
                         for s in batch]
@@ -226,23 +247,18 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
                 with torch.set_grad_enabled(run.train_text_encoder), accelerator.autocast():
                     embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev)
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
-
-            g = torch.Generator().manual_seed(step_seed(run.seed, step, k))
-            noise = sample_noise(lat.shape, g, run.noise_offset, run.multires_noise_iterations,
-                                 run.multires_noise_discount).to(dev, dtype=weight_dtype)
-            timesteps = torch.randint(0, n_train_t, (lat.shape[0],), generator=g).to(dev)
             noisy = parts.noise_scheduler.add_noise(lat, noise, timesteps)
             target = noise if prediction == "epsilon" else parts.noise_scheduler.get_velocity(lat, noise, timesteps)
 
             sync = k == len(micro) - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(unet)), accelerator.autocast():
-                pred = unet(noisy, timesteps, embeds,
-                            added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
+            with contextlib.nullcontext() if sync else accelerator.no_sync(unet):
+                with accelerator.autocast():
+                    pred = unet(noisy, timesteps, embeds,
+                                added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
                 per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-                weights = loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)
-                loss = (per_sample * weights).mean() / len(micro)
-                accelerator.backward(loss)
-            step_loss += loss.item()
+                loss = (per_sample * loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)).mean()
+                accelerator.backward(loss * share / len(micro))
+            step_loss += loss.item() / len(micro)
         if not math.isfinite(step_loss):
             raise FloatingPointError(f"The loss became {step_loss} at step {step + 1}. Lower unet_lr, or use "
                                      "vae_fp16_fix if the base model's VAE overflows.")
@@ -274,7 +290,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         if step < total and (epoch_done or due):
             save_state(step)
             last_state_save = time.time()
-        if step < total and budget.must_stop():
+        if step < total and _agree(accelerator, budget.must_stop()):
             save_state(step)
             if accelerator.is_main_process:
                 loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
@@ -288,10 +304,11 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         msg = (f"Stopped at step {step}/{total} after {used} of the {run.budget_hours:g} h budget, "
                f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
         return TrainResult("stopped", msg, step, total, _lora_files(project), None, grids, loss_plot,
-                           store._complete()[0])
-    final = _export(project, run, trained, lora_name(project), items, activation, resolved, prediction,
-                    plan.epochs, step)
-    files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
+                           store.latest_folder())
+    final = lora_name(project)
+    if accelerator.is_main_process:
+        _export(project, run, trained, final, items, activation, resolved, prediction, plan.epochs, step)
+        files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
     folder = save_state(step, finished=True)
     msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
            f"(activation tag: {activation or '(none)'}).")
@@ -312,12 +329,7 @@ def _precision(run: TrainConfig, device: str | None) -> str:
 
 
 def _check_resumable(state: TrainState, run: TrainConfig, fingerprints: dict[str, str]) -> None:
-    diffs = diff_critical(state.config, run.to_dict())
-    lines = [f"{k}: {old!r} then, {new!r} now" for k, (old, new) in diffs.items()]
-    if state.fingerprints.get("dataset") != fingerprints["dataset"]:
-        lines.append("the dataset (images or captions) changed since the run started")
-    if state.fingerprints.get("base_model") != fingerprints["base_model"]:
-        lines.append("the base model file is a different one")
+    lines = resume_problems(state.config, state.fingerprints, run.to_dict(), fingerprints)
     if lines:
         raise ColabkitError(
             "The saved run cannot be resumed with these settings, because:\n- " + "\n- ".join(lines) +
@@ -383,6 +395,15 @@ def _samples(project, run, parts, unet, items, activation, epoch, dev) -> Path:
         default_prompts(activation, data.tag_frequency(items))
     return generate_grid(parts, _unwrap(unet), prompts, project.samples, f"e{epoch:02d}", run.resolution,
                          run.sample_steps, run.sample_seed, dev)
+
+
+def _agree(accelerator, flag: bool) -> bool:
+    """One decision for all processes (each has its own clock): stop when any of them must."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "max").item())
 
 
 def _free_memory() -> None:

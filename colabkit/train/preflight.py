@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from colabkit.errors import ColabkitError
-from colabkit.train.config import TrainConfig, step_plan
+from colabkit.train.config import TrainConfig, resume_problems, step_plan
 
 T4_GB = 14.75  # what a free Colab T4 leaves usable
 
@@ -56,7 +55,7 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
     from colabkit import doctor
     from colabkit.project import open_project
     from colabkit.train import data, memory, models
-    from colabkit.train.cache import LatentCache
+    from colabkit.train.cache import LatentCache, cache_root, model_key
     from colabkit.train.state import StateStore
 
     report = PreflightReport()
@@ -150,11 +149,11 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
     else:
         report.add("Drive space", "ok", f"{free_gb:.1f} GB free")
 
+    fingerprints = {"dataset": scan.fingerprint()}
     if resolved is not None and (resolved.present or resolved.sha256):  # else no fingerprint before the download
-        key = f"{models.fingerprint(resolved)}|fp16fix={run.vae_fp16_fix}"
-        cache_dir = (project.cache if run.cache_to_drive  # where the loop keeps them
-                     else Path.home() / ".cache" / "colabkit" / "latents" / project.slug)
-        todo = LatentCache(cache_dir / "latents", key).missing(scan.items, run.flip_aug)
+        fingerprints["base_model"] = models.fingerprint(resolved)
+        key = model_key(fingerprints["base_model"], run.vae_fp16_fix)
+        todo = LatentCache(cache_root(project, run.cache_to_drive) / "latents", key).missing(scan.items, run.flip_aug)
         total = len(scan.items) * (2 if run.flip_aug else 1)
         if todo and len(todo) < total:
             report.add("cache", "ok", f"{len(todo)} of {total} latents new or changed: only those will be re-cached.")
@@ -167,16 +166,10 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
         for w in warnings:
             report.add("saved state", "warn", w)
         if state is not None:
-            from colabkit.train.config import diff_critical
-
-            diffs = diff_critical(state.config, run.to_dict())
-            changed = scan.fingerprint() != state.fingerprints.get("dataset")
-            if diffs or changed:
-                what = [f"{k}: {a!r} then, {b!r} now" for k, (a, b) in diffs.items()]
-                if changed:
-                    what.append("the dataset changed")
-                report.add("resume", "error", "A saved run exists but these settings differ: " + "; ".join(what)
-                           + ". Put them back to continue, or tick start_over (old files are kept).")
+            what = resume_problems(state.config, state.fingerprints, run.to_dict(), fingerprints)
+            if what:
+                report.add("resume", "error", "A saved run exists but it cannot continue: " + "; ".join(what)
+                           + ". Put the old settings back to continue, or tick start_over (old files are kept).")
             elif state.finished and state.step >= plan.total_steps:
                 report.add("resume", "ok", f"This run is finished ({state.step} steps). Raise epochs to train more.")
             else:

@@ -91,6 +91,10 @@ class StateStore:
             return []
         return sorted((p for p in self.folder.glob("step-*") if p.is_dir() and ".tmp" not in p.name), reverse=True)
 
+    def latest_folder(self) -> Path | None:
+        found = self._complete()
+        return found[0] if found else None
+
     def exists(self) -> bool:
         return bool(self._complete())
 
