@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -14,55 +15,67 @@ from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
+TOTAL = 24  # 4 images x 2 repeats / batch 1 x 3 epochs
 ARGS = ["--project-name", "houtline", "--base-model", "tiny-sdxl", "--resolution", "64", "--num-repeats", "2",
         "--epochs", "3", "--train-batch-size", "1", "--optimizer", "AdamW8bit", "--unet-lr", "1e-3",
         "--network-dim", "4", "--network-alpha", "2", "--sample-every-n-epochs", "0",
         "--save-state-every-n-steps", "1", "--seed", "11", "--device", "cpu"]
 
 
-def run_cli(drive, kill_after=None):
+def saved_step(state_dir) -> int:
+    steps = [int(m.group(1)) for p in (state_dir.iterdir() if state_dir.exists() else [])
+             if (m := re.fullmatch(r"step-(\d+)", p.name))]
+    return max(steps, default=0)
+
+
+def start(drive):
     env = dict(os.environ, COLABKIT_DRIVE_ROOT=str(drive))
-    proc = subprocess.Popen([sys.executable, "-m", "colabkit", "train", *ARGS], env=env,
+    return subprocess.Popen([sys.executable, "-m", "colabkit", "train", *ARGS], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = proc.communicate(timeout=kill_after or 300)
-        return proc.returncode, out.decode(errors="replace")
-    except subprocess.TimeoutExpired:
+
+
+def kill_when(proc, state_dir, target_step, extra_s):
+    """SIGKILL once the state of ``target_step`` is on disk plus ``extra_s`` (mid-step or mid-save)."""
+    deadline = time.time() + 120
+    while saved_step(state_dir) < target_step and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(extra_s)
+    if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-        return None, "killed"
+    proc.communicate()
+    return proc.returncode
 
 
 def test_sigkill_anywhere_resumes_to_the_same_lora(tiny_project, tmp_path):
     drive = tiny_project.root.parents[1]
     pristine = tmp_path / "pristine"
     shutil.copytree(drive, pristine)
-
-    t0 = time.time()
-    code, out = run_cli(drive)
-    duration = time.time() - t0
-    assert code == 0, out
+    proc = start(drive)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out.decode()
     reference = load_file(tiny_project.output / "houtline.safetensors")
 
     for seed in (1, 2, 3):
         rng = random.Random(seed)
         run_drive = tmp_path / f"run{seed}"
         shutil.copytree(pristine, run_drive)
-        kills = resumed_from_state = 0
         state = run_drive / "Loras" / "houtline" / "training" / "state"
-        while True:
-            # Anywhere from Python's start-up to the last save; most land in steps and state writes.
-            kill_after = rng.uniform(0.3, 1.0) * duration if kills < 4 else None
-            code, out = run_cli(run_drive, kill_after)
-            if code is None:
-                kills += 1
-                resumed_from_state += any(state.glob("step-0*")) if state.exists() else 0
-                continue
-            assert code == 0, out
-            break
-        assert kills >= 1 and resumed_from_state >= 1, (kills, resumed_from_state)
-        final = run_drive / "Loras" / "houtline" / "output" / "houtline.safetensors"
-        resumed = load_file(final)
+        # One kill during start-up or caching (before any state), then kills a random few steps on,
+        # a random fraction of a step after a save landed: inside the next step or inside its save.
+        if seed == 1:
+            kill_when(start(run_drive), state, 0, rng.uniform(1.0, 6.0))
+        killed_at = []
+        while saved_step(state) < TOTAL - 4 and len(killed_at) < 3:
+            target = saved_step(state) + rng.randint(2, 6)
+            code = kill_when(start(run_drive), state, target, rng.uniform(0.0, 0.25))
+            assert code == -signal.SIGKILL, f"the run ended on its own (code {code}) before the kill"
+            killed_at.append(saved_step(state))
+        proc = start(run_drive)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()
+        assert b"Finished" in out
+        assert len(killed_at) >= 2 and killed_at == sorted(killed_at), killed_at
+        resumed = load_file(run_drive / "Loras" / "houtline" / "output" / "houtline.safetensors")
         assert resumed.keys() == reference.keys()
         for k in reference:
             assert torch.equal(resumed[k], reference[k]), (seed, k)
