@@ -14,7 +14,7 @@ import typing
 from colabkit.errors import ColabkitError
 
 
-def _bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     if text.lower() in {"1", "true", "yes", "on"}:
         return True
     if text.lower() in {"0", "false", "no", "off"}:
@@ -30,7 +30,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
         if f.default is dataclasses.MISSING:
             parser.add_argument(opt, dest=f.name, required=True, type=str)
         elif kind is bool:
-            parser.add_argument(opt, dest=f.name, type=_bool, nargs="?", const=True, default=f.default,
+            parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
                                 metavar="BOOL", help=f"default {f.default}")
         else:
             parser.add_argument(opt, dest=f.name, type=kind, default=f.default, help=f"default {f.default!r}")

@@ -69,6 +69,12 @@ def drive_root() -> Path:
     return DEFAULT_LOCAL_ROOT.expanduser().resolve()
 
 
+def cache_home() -> Path:
+    """colabkit's local (not Drive) cache for tiny models and downloads: $COLABKIT_CACHE or ~/.cache/colabkit."""
+    env = os.environ.get("COLABKIT_CACHE")
+    return Path(env).expanduser() if env else Path("~/.cache/colabkit").expanduser()
+
+
 def loras_root(root: Path | None = None) -> Path:
     return (root or drive_root()) / LORAS_DIR
 

@@ -6,22 +6,14 @@ mistakes surface as ColabkitError, which ``colabkit.cli.main`` prints without a 
 
 from __future__ import annotations
 
-import argparse
 
+from colabkit.cli import parse_bool
 from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if text.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def _flag(parser, name: str, help: str) -> None:
     # "--overwrite-captions" alone means true; "--overwrite-captions false" is accepted too.
-    parser.add_argument("--" + name.replace("_", "-"), dest=name, type=_bool, nargs="?", const=True, default=False,
+    parser.add_argument("--" + name.replace("_", "-"), dest=name, type=parse_bool, nargs="?", const=True, default=False,
                         metavar="BOOL", help=help)
 
 

@@ -242,7 +242,6 @@ def _not_image_fix(path: Path) -> str:
 
 def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MAX_ASPECT) -> ImageInfo | Problem:
     """Open and fully decode one file; return what it is or what is wrong with it."""
-    name = path.name
     try:
         size_bytes = path.stat().st_size
         if size_bytes == 0:

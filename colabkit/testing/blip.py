@@ -9,8 +9,9 @@ drawn from plain English words, which is all the pipeline needs to exercise writ
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+from colabkit.testing.cache import built_once
 
 TINY_BLIP_NAME = "tiny-blip"
 _VERSION = "2"
@@ -23,7 +24,6 @@ a an the of on in with and drawing sketch picture painting girl boy cat dog tree
 black white red blue green sitting standing holding looking small large cute old young line art
 woman man bird fish hat dress hair face hand chair table window book cup moon sun star
 """.split()
-
 
 def write_tiny_tokenizer(folder: Path) -> int:
     """vocab.txt + tokenizer configs for a lower-casing BERT WordPiece tokenizer; returns the vocab size."""
@@ -42,7 +42,6 @@ def write_tiny_tokenizer(folder: Path) -> int:
     tok.save_pretrained(folder)
     return len(vocab)
 
-
 def build_tiny_blip(folder: str | os.PathLike, seed: int = 0) -> Path:
     """Write a tiny BLIP captioning folder (model + processor) and return its path."""
     import torch
@@ -54,9 +53,8 @@ def build_tiny_blip(folder: str | os.PathLike, seed: int = 0) -> Path:
         BlipProcessor,
     )
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(folder)
+    tmp.mkdir(parents=True, exist_ok=True)
     vocab_size = write_tiny_tokenizer(tmp)
     ids = {t: i for i, t in enumerate(SPECIAL)}
     config = BlipConfig(
@@ -105,24 +103,8 @@ def build_tiny_blip(folder: str | os.PathLike, seed: int = 0) -> Path:
         image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp)
-    (tmp / "COLABKIT_TINY").write_text(_VERSION)
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _cache_home() -> Path:
-    env = os.environ.get("COLABKIT_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/colabkit").expanduser()
-
+    return tmp
 
 def tiny_blip_path() -> Path:
     """The built-in ``tiny-blip`` folder, built on first use (about a second) and reused after."""
-    folder = _cache_home() / f"tiny-blip-v{_VERSION}"
-    marker = folder / "COLABKIT_TINY"
-    if not (marker.exists() and marker.read_text() == _VERSION):
-        build_tiny_blip(folder)
-    return folder
+    return built_once("tiny-blip", _VERSION, build_tiny_blip)

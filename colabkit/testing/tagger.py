@@ -21,12 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
+
 from pathlib import Path
 
 import numpy as np
 
 from colabkit import files
+from colabkit.testing.cache import built_once
 
 TINY_TAGGER_NAME = "tiny-wd14"
 _VERSION = "1"  # bump when the graph or tags change, so cached folders are rebuilt
@@ -65,7 +66,6 @@ TAGS = [
     ("cirno", CHARACTER, ("colour", _CENTRE, B, 0.9)),
 ]
 
-
 def _detector_weights(spec) -> tuple[np.ndarray, float]:
     """Weights over the pooled [GRID, GRID, 3] BGR grid (0-255 values) and a bias for one tag."""
     w = np.zeros((GRID, GRID, 3), dtype=np.float64)
@@ -87,7 +87,6 @@ def _detector_weights(spec) -> tuple[np.ndarray, float]:
         return w.reshape(-1), 0.0
     raise ValueError(kind)
 
-
 def expected_probs(bgr: np.ndarray) -> np.ndarray:
     """What the graph outputs for one [S, S, 3] BGR 0-255 array (the same maths in numpy, for tests)."""
     s = bgr.shape[0]
@@ -98,7 +97,6 @@ def expected_probs(bgr: np.ndarray) -> np.ndarray:
         w, b = _detector_weights(spec)
         out.append(float(pooled @ w + b))
     return np.clip(np.array(out), 0.0, 1.0)
-
 
 def build_tiny_tagger(folder: str | os.PathLike, size: int = DEFAULT_SIZE, work: int = 0) -> Path:
     """Write ``model.onnx`` + ``selected_tags.csv`` into ``folder`` and return it.
@@ -180,26 +178,6 @@ def build_tiny_tagger(folder: str | os.PathLike, size: int = DEFAULT_SIZE, work:
     files.write_text(folder / "selected_tags.csv", buf.getvalue())
     return folder
 
-
-def _cache_home() -> Path:
-    env = os.environ.get("COLABKIT_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/colabkit").expanduser()
-
-
 def tiny_tagger_path() -> Path:
     """The built-in ``tiny-wd14`` folder (64 px input), built on first use and reused after."""
-    folder = _cache_home() / f"tiny-wd14-v{_VERSION}"
-    marker = folder / "COLABKIT_TINY"
-    if not (marker.exists() and marker.read_text() == _VERSION):
-        tmp = folder.with_name(folder.name + f".building-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny_tagger(tmp)
-        (tmp / "COLABKIT_TINY").write_text(_VERSION)
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished first; use its copy
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (marker.exists() and marker.read_text() == _VERSION):
-                raise
-    return folder
+    return built_once("tiny-wd14", _VERSION, build_tiny_tagger)

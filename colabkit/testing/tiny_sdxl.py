@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from colabkit import files
+from colabkit.testing.cache import built_once
 
 TINY_SDXL_NAME = "tiny-sdxl"
 _VERSION = "1"  # bump when the configs below change, so cached folders are rebuilt
@@ -101,16 +101,13 @@ def write_tiny_tokenizer(folder: Path, sdxl_tokenizer: str) -> int:
 
 
 def build_tiny_sdxl(folder: str | os.PathLike, seed: int = 0) -> Path:
-    """Write a tiny SDXL diffusers folder (fp32 weights, seeded) and return its path."""
+    """Write a tiny SDXL diffusers folder (fp32 weights, seeded) into ``folder`` and return it."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-
+    tmp = Path(folder)
+    tmp.mkdir(parents=True, exist_ok=True)
     vocab = write_tiny_tokenizer(tmp / "tokenizer", "tokenizer")
     write_tiny_tokenizer(tmp / "tokenizer_2", "tokenizer_2")
 
@@ -123,23 +120,9 @@ def build_tiny_sdxl(folder: str | os.PathLike, seed: int = 0) -> Path:
 
     index = json.loads((_CONFIGS / "model_index.json").read_text())
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
-    (tmp / "COLABKIT_TINY").write_text(_VERSION)
-
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    files.fsync_dir(folder.parent)
-    return folder
-
-
-def _cache_home() -> Path:
-    env = os.environ.get("COLABKIT_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/colabkit").expanduser()
+    return tmp
 
 
 def tiny_sdxl_path() -> Path:
     """The built-in tiny-sdxl folder, built on first use (about a second) and reused after."""
-    folder = _cache_home() / f"tiny-sdxl-v{_VERSION}"
-    marker = folder / "COLABKIT_TINY"
-    if not (marker.exists() and marker.read_text() == _VERSION):
-        build_tiny_sdxl(folder)
-    return folder
+    return built_once("tiny-sdxl", _VERSION, build_tiny_sdxl)

@@ -15,14 +15,13 @@ from colabkit.doctor import GpuInfo
 from colabkit.errors import ColabkitError
 from colabkit.project import Project
 from colabkit.testing.single_file import write_sd15_like, write_single_file, write_truncated
+from colabkit.testing.budget import StopAfter
 from colabkit.train import preflight as preflight_mod
-from colabkit.train.budget import Budget
 from colabkit.train.loop import train
 from colabkit.train.preflight import run_preflight
 from colabkit.train.run import preflight, train_lora
 
 T4 = GpuInfo("Tesla T4", 14.75, (7, 5))
-
 
 def redraw(path):
     """The artist redraws one picture (same size, different content)."""
@@ -31,7 +30,6 @@ def redraw(path):
     im = Image.new("RGB", (64, 64), "white")
     ImageDraw.Draw(im).rectangle((10, 12, 50, 40), outline=(10, 10, 10), width=3)
     im.save(path)
-
 
 # -- helpers -----------------------------------------------------------------------------------------
 
@@ -43,33 +41,27 @@ def snapshot(root):
         out[rel] = "dir" if p.is_dir() else (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
     return out
 
-
 def rows(report, name):
     return [c for c in report.checks if c.name == name]
-
 
 def row(report, name):
     found = rows(report, name)
     assert len(found) == 1, (name, report.checks)
     return found[0]
 
-
 @pytest.fixture
 def no_gpu(monkeypatch):
     """Tests must not depend on the machine they run on (a GPU machine would answer differently)."""
     monkeypatch.setattr(doctor, "gpu_info", lambda: None)
 
-
 @pytest.fixture
 def t4(monkeypatch):
     monkeypatch.setattr(doctor, "gpu_info", lambda: T4)
-
 
 @pytest.fixture(scope="module")
 def tiny_file(tiny_sdxl, tmp_path_factory):
     """tiny-sdxl as an original-layout single file: an SDXL that is not the literal name 'tiny-sdxl'."""
     return write_single_file(tiny_sdxl, tmp_path_factory.mktemp("sf") / "my-sdxl.safetensors")
-
 
 @pytest.fixture
 def no_download(monkeypatch, tmp_path):
@@ -81,19 +73,6 @@ def no_download(monkeypatch, tmp_path):
 
     monkeypatch.setattr(dl, "download", refuse)
     monkeypatch.setenv("COLABKIT_CACHE", str(tmp_path / "local-cache"))
-
-
-class StopAfter(Budget):
-    """A budget that runs out after n steps (as if the clock said so)."""
-
-    def __init__(self, n):
-        super().__init__(start=0.0, hours=1.0, margin_s=0.0, clock=lambda: 0.0)
-        self.n = n
-
-    def must_stop(self):
-        self.n -= 1
-        return self.n <= 0
-
 
 # -- a good project ----------------------------------------------------------------------------------
 
@@ -110,7 +89,6 @@ def test_a_good_project_passes_and_changes_nothing(tiny_project, make_config, dr
     assert not rows(report, "resume") and not rows(report, "cache")  # nothing cached or saved yet
     assert snapshot(drive) == before
 
-
 # -- the mistakes ------------------------------------------------------------------------------------
 
 def test_empty_dataset(drive, make_config, no_gpu):
@@ -125,7 +103,6 @@ def test_empty_dataset(drive, make_config, no_gpu):
         report.raise_if_errors()
     assert snapshot(drive) == before
 
-
 def test_images_without_any_caption(tiny_project, make_config, drive, no_gpu):
     for p in tiny_project.dataset.glob("*.txt"):
         p.unlink()
@@ -135,7 +112,6 @@ def test_images_without_any_caption(tiny_project, make_config, drive, no_gpu):
     assert "4 images but none has a caption" in row(report, "dataset").message
     assert "tagging step" in row(report, "dataset").message
     assert snapshot(drive) == before
-
 
 def test_counts_missing_captions_orphans_and_the_activation_tag(tiny_project, make_config, drive, no_gpu):
     ds = tiny_project.dataset
@@ -156,7 +132,6 @@ def test_counts_missing_captions_orphans_and_the_activation_tag(tiny_project, ma
     assert "trigger-word step" in tag.message
     assert snapshot(drive) == before
 
-
 def test_wrong_project_name_lists_the_projects_that_exist(tiny_project, make_config, drive, no_gpu):
     Project.at("clients/inks").create()
     before = snapshot(drive)
@@ -170,7 +145,6 @@ def test_wrong_project_name_lists_the_projects_that_exist(tiny_project, make_con
     assert snapshot(drive) == before
     assert not (drive / "Loras" / "houtlin").exists()  # and no empty project was created
 
-
 def test_sd15_checkpoint_is_refused_by_name(tiny_project, make_config, drive, t4):
     sd15 = write_sd15_like(drive / "models" / "v1-5-pruned-emaonly.safetensors")
     before = snapshot(drive)
@@ -182,7 +156,6 @@ def test_sd15_checkpoint_is_refused_by_name(tiny_project, make_config, drive, t4
     assert not rows(report, "cache")  # no cache to talk about for a model that cannot be used
     assert snapshot(drive) == before  # the wrong file is left where it is
 
-
 def test_truncated_checkpoint_says_download_again(tiny_project, make_config, drive, tiny_file, t4):
     cut = write_truncated(tiny_file, drive / "models" / "half-downloaded.safetensors", 0.6)
     before = snapshot(drive)
@@ -192,14 +165,12 @@ def test_truncated_checkpoint_says_download_again(tiny_project, make_config, dri
     assert "cut short" in check.message and "download it again" in check.message
     assert snapshot(drive) == before  # the partial file is not deleted behind the user's back
 
-
 def test_a_good_single_file_sdxl_resolves(tiny_project, make_config, drive, tiny_file, t4):
     report = run_preflight(make_config(base_model=str(tiny_file)))
     assert row(report, "base model").level == "ok" and "my-sdxl.safetensors (path)" in row(report, "base model").message
     assert row(report, "GPU").level == "ok" and "Tesla T4, 14.8 GB, fp16 (no native bf16)" == row(report, "GPU").message
     assert row(report, "resolution").level == "warn" and "64 px is low for SDXL" in row(report, "resolution").message
     assert report.ok
-
 
 def test_drive_full(tiny_project, make_config, drive, monkeypatch, no_gpu):
     free = {"gb": 0.2}
@@ -216,7 +187,6 @@ def test_drive_full(tiny_project, make_config, drive, monkeypatch, no_gpu):
     assert row(run_preflight(make_config()), "Drive space").level == "ok"
     assert snapshot(drive) == before
 
-
 def test_drive_full_for_a_model_still_to_download(tiny_project, make_config, drive, monkeypatch, t4, no_download):
     fake_shutil = types.SimpleNamespace(disk_usage=lambda path: types.SimpleNamespace(free=3 * 2**30))
     monkeypatch.setattr(preflight_mod, "shutil", fake_shutil)
@@ -230,7 +200,6 @@ def test_drive_full_for_a_model_still_to_download(tiny_project, make_config, dri
     assert row(report, "Drive space").level == "ok"
     assert snapshot(drive) == before
 
-
 def test_a_link_not_downloaded_yet_is_checked_without_downloading(tiny_project, make_config, drive, t4,
                                                                   no_download):
     # No sha256 is known for a plain link before its download: preflight must not try to fingerprint the
@@ -242,7 +211,6 @@ def test_a_link_not_downloaded_yet_is_checked_without_downloading(tiny_project, 
     assert not rows(report, "cache")
     assert row(report, "Drive space").level == "ok"
     assert snapshot(drive) == before
-
 
 @pytest.mark.parametrize("colab", [True, False])
 def test_no_gpu_is_said_plainly_before_anything_else(tiny_project, make_config, drive, monkeypatch, no_gpu,
@@ -263,13 +231,11 @@ def test_no_gpu_is_said_plainly_before_anything_else(tiny_project, make_config, 
     assert snapshot(drive) == before
     assert not (drive / "Loras" / "_models").exists()  # nothing downloaded to Drive
 
-
 def test_no_gpu_counts_only_for_real_models(tiny_project, make_config, monkeypatch, no_gpu):
     assert row(run_preflight(make_config()), "GPU").level == "warn"  # tiny-sdxl trains on the CPU
     monkeypatch.setattr(preflight_mod, "is_tiny", lambda name: False)  # as if it were a real SDXL
     check = row(run_preflight(make_config()), "GPU")
     assert check.level == "error" and "GPU" in check.message
-
 
 def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, tiny_file, t4):
     before = snapshot(drive)
@@ -287,7 +253,6 @@ def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, tiny_fil
     assert row(fits, "memory").level == "ok" and "of 14.8 GB GPU memory" in row(fits, "memory").message
     assert snapshot(drive) == before
 
-
 @pytest.mark.parametrize("repeats, words", [(2, "8 steps is fewer than the usual 300-500: num_repeats = 100 gives 400"),
                                             (200, "800 steps is more than the usual 300-500: num_repeats = 100 gives")])
 def test_step_maths_outside_300_500_suggests_num_repeats(tiny_project, make_config, no_gpu, repeats, words):
@@ -298,13 +263,11 @@ def test_step_maths_outside_300_500_suggests_num_repeats(tiny_project, make_conf
     assert words in check.message
     assert not report.plan.in_range
 
-
 def test_step_maths_without_a_possible_repeat_count(tiny_project, make_config, no_gpu):
     report = run_preflight(make_config(epochs=200, train_batch_size=1))  # >= 800 steps even at 1 repeat
     check = row(report, "steps")
     assert check.level == "warn" and "no num_repeats reaches it" in check.message
     assert "change epochs or batch size" in check.message
-
 
 # -- what training leaves behind -----------------------------------------------------------------------
 
@@ -319,7 +282,6 @@ def test_resume_state_is_announced(tiny_project, make_config, drive, no_gpu):
     assert row(report, "resume").message == "Will continue from step 2/12."
     assert row(report, "cache").message == "all latents cached from an earlier day"
     assert snapshot(drive) == before
-
 
 @pytest.mark.slow
 def test_changed_settings_after_a_stopped_run(tiny_project, make_config, drive, no_gpu):
@@ -340,7 +302,6 @@ def test_changed_settings_after_a_stopped_run(tiny_project, make_config, drive, 
     # start_over: the resume check steps aside (the state will be moved, not deleted, by training).
     assert not rows(run_preflight(changed.replace(start_over=True)), "resume")
     assert snapshot(drive) == before
-
 
 @pytest.mark.slow
 def test_changed_image_recaches_only_that_image(tiny_project, make_config, drive, no_gpu, monkeypatch,
@@ -383,7 +344,6 @@ def test_changed_image_recaches_only_that_image(tiny_project, make_config, drive
     new = sorted(set(after) - set(cached))
     assert len(new) == 1 and new[0].startswith(new_sha[:24]), new  # exactly the changed one was encoded
     assert any(p.name.startswith("state-old-") for p in tiny_project.training.iterdir())  # old state kept
-
 
 # -- the CLI ------------------------------------------------------------------------------------------
 

@@ -6,27 +6,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from colabkit.errors import ColabkitError
-from colabkit.train.budget import Budget
+from colabkit.testing.budget import StopAfter
 from colabkit.train.loop import Reporter, train
 
 pytestmark = pytest.mark.slow
 
 
-class StopAfter(Budget):
-    """A budget that runs out after n more steps (as if the clock said so)."""
-
-    def __init__(self, n):
-        super().__init__(start=0.0, hours=1.0, margin_s=0.0, clock=lambda: 0.0)
-        self.n = n
-
-    def must_stop(self):
-        self.n -= 1
-        return self.n <= 0
-
-
 def lora_tensors(path):
     return load_file(path)
-
 
 def test_train_end_to_end(tiny_project, make_config):
     cfg = make_config(optimizer="AdamW8bit", sample_every_n_epochs=1, lora_type="LoCon")
@@ -48,7 +35,6 @@ def test_train_end_to_end(tiny_project, make_config):
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert "houtline" in meta["ss_tag_frequency"] and "houtline" in meta["ss_training_comment"]
 
-
 def test_loss_goes_down_when_overfitting(tiny_project, make_config):
     # One image, seen 45 times. On a random-weight UNet the attention-only LoRA barely moves the
     # loss; LoCon (the convs too) has the capacity to overfit, measured: ~0.8 -> ~0.4.
@@ -64,7 +50,6 @@ def test_loss_goes_down_when_overfitting(tiny_project, make_config):
     assert result.status == "finished" and len(losses) == 45 and all(x == x for x in losses)
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
     assert last < 0.75 * first, (first, last)
-
 
 def test_budget_stop_and_resume_is_bit_exact(tiny_project, make_config, tmp_path):
     cfg = make_config(epochs=3, flip_aug=True, shuffle_tags=True, noise_offset=0.05, multires_noise_iterations=2,
@@ -93,7 +78,6 @@ def test_budget_stop_and_resume_is_bit_exact(tiny_project, make_config, tmp_path
     more = train(cfg.replace(epochs=4), device="cpu")
     assert more.status == "finished" and more.step > last.step
 
-
 def test_changed_settings_are_refused_with_the_difference(tiny_project, make_config):
     cfg = make_config(epochs=3)
     assert train(cfg, budget=StopAfter(2), device="cpu").status == "stopped"
@@ -108,13 +92,11 @@ def test_changed_settings_are_refused_with_the_difference(tiny_project, make_con
     assert result.status == "finished"
     assert any(p.name.startswith("state-old-") for p in tiny_project.training.iterdir())
 
-
 def test_harmless_changes_resume(tiny_project, make_config):
     cfg = make_config(epochs=3)
     train(cfg, budget=StopAfter(2), device="cpu")
     result = train(cfg.replace(budget_hours=1.5, save_every_n_epochs=2, sample_prompts="houtline, cat"), device="cpu")
     assert result.status == "finished"
-
 
 def test_reporter_sees_progress(tiny_project, make_config):
     seen = []

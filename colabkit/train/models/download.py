@@ -33,9 +33,10 @@ _SECRET_PARAMS = {"token", "api_key", "apikey", "key", "access_token", "auth", "
 
 
 def cache_dir() -> Path:
-    """colabkit's local (not Drive) cache: $COLABKIT_CACHE or ~/.cache/colabkit (same rule as tiny_sdxl)."""
-    env = os.environ.get("COLABKIT_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/colabkit").expanduser()
+    """colabkit's local (not Drive) cache."""
+    from colabkit.project import cache_home
+
+    return cache_home()
 
 
 def offline() -> bool:
