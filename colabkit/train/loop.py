@@ -82,19 +82,22 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         moved = store.archive()
         if moved:
             rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
-    resolved = models.resolve_base_model(run.base_model, models_dir=project.models,
-                                         keep_on_drive=run.keep_model_on_drive)
-    fingerprints = {"dataset": scan.fingerprint(), "base_model": models.fingerprint(resolved)}
+    fingerprints = {"dataset": scan.fingerprint()}
     state, warnings = store.load_latest()
     for w in warnings:
         rep.warn(w)
     if state is not None:
         _check_resumable(state, run, fingerprints)
-        if state.finished and state.step >= total:
+        if state.finished and state.step >= total:  # said before any model is downloaded or loaded
             return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
                                "Raise epochs to train further, or set start_over to train again from scratch.",
                                state.step, total, _lora_files(project), lora_name(project)
                                if lora_name(project).exists() else None, state_folder=state.folder)
+    resolved = models.resolve_base_model(run.base_model, models_dir=project.models,
+                                         keep_on_drive=run.keep_model_on_drive)
+    fingerprints["base_model"] = models.fingerprint(resolved)
+    if state is not None:
+        _check_resumable(state, run, fingerprints)
         rep.stage(f"Resuming from {state.summary} (saved state {state.folder.name}).")
     start_step = state.step if state else 0
 

@@ -73,7 +73,11 @@ def test_budget_stop_and_resume_is_bit_exact(tiny_project, make_config, tmp_path
     for k, v in lora_tensors(tiny_project.output / "houtline-01.safetensors").items():
         assert torch.equal(v, ref_epoch1[k]), k
 
-    again = train(cfg, device="cpu")
+    from colabkit.train import models
+
+    with pytest.MonkeyPatch.context() as m:  # a finished run is recognised before any model is fetched
+        m.setattr(models, "resolve_base_model", lambda *a, **k: pytest.fail("resolved the base model"))
+        again = train(cfg, device="cpu")
     assert again.status == "already finished" and "Raise epochs" in again.message
     more = train(cfg.replace(epochs=4), device="cpu")
     assert more.status == "finished" and more.step > last.step
