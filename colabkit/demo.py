@@ -26,7 +26,9 @@ def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128)
     display.show_text(f"Captions: {tagged.written} written, {tagged.kept} kept.")
     config = TrainConfig(project_name=project_name, base_model="tiny-sdxl", resolution=resolution, num_repeats=5,
                          train_batch_size=2, max_train_steps=steps, optimizer="AdamW8bit", sample_steps=8,
-                         network_dim=8, network_alpha=4, budget_hours=1.0, budget_margin_minutes=0)
+                         network_dim=8, network_alpha=4, budget_hours=1.0, budget_margin_minutes=0,
+                         # short: the tiny tokenizer spells prompts letter by letter into CLIP's 77 tokens
+                         sample_prompts="houtline, drawing\nhoutline, white background")
     result = train_lora(config)
     show_results(config)
     return result
