@@ -185,17 +185,8 @@ def _progress_fn(progress: bool | ProgressFn, name: str) -> tuple[ProgressFn | N
         return progress, lambda: None
     if not progress:
         return None, lambda: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with huggingface_hub
-        last = [0.0]
+    from tqdm.auto import tqdm
 
-        def report(done: int, total: int | None) -> None:
-            if time.monotonic() - last[0] > 5:
-                last[0] = time.monotonic()
-                print(f"{name}: {done / 1e9:.2f}" + (f" of {total / 1e9:.2f} GB" if total else " GB"), flush=True)
-
-        return report, lambda: None
     bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=name, mininterval=1.0)
 
     def update(done: int, total: int | None) -> None:

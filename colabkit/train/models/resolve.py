@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,10 +175,14 @@ def _copy_verified(src: Path, dest: Path, progress) -> Path:
     """Copy a verified model file to Drive (temp file + fsync + rename: a cut runtime leaves no half file)."""
     from colabkit import files
 
-    if progress:
-        print(f"Keeping a copy of {src.name} on Drive ({dest.parent}) for the next sessions...", flush=True)
-    with files.atomic_path(dest) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 16 * 2**20)
+    from tqdm.auto import tqdm
+
+    with files.atomic_path(dest) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout, \
+            tqdm(total=src.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024, mininterval=1.0,
+                 desc=f"keeping {src.name} on Drive for the next sessions", disable=not progress) as bar:
+        while chunk := fin.read(16 * 2**20):
+            fout.write(chunk)
+            bar.update(len(chunk))
     digest = dl.verified_sha256(src)
     if digest:
         dl.write_verified_marker(dest, digest)
