@@ -7,12 +7,15 @@ therefore only ever sees the old file or the complete new one, never half of eit
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from colabkit.errors import ColabkitError
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,6 +32,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full_error(path: Path, error: OSError) -> ColabkitError:
+    return ColabkitError(
+        f"No space left while writing {path.name} in {path.parent} ({error.strerror}). The previous version of "
+        "the file is intact. Free some space on Google Drive (empty Drive's bin too), then run the cell again.")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
@@ -43,6 +55,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
+    except OSError as e:
+        if e.errno in FULL:
+            raise disk_full_error(path, e) from e
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

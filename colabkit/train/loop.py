@@ -290,11 +290,13 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
             (time.time() - last_state_save >= run.save_state_every_minutes * 60)
-        if step < total and (epoch_done or due):
+        saved = step < total and (epoch_done or due)
+        if saved:
             save_state(step)
             last_state_save = time.time()
         if step < total and _agree(accelerator, budget.must_stop()):
-            save_state(step)
+            if not saved:
+                save_state(step)
             if accelerator.is_main_process:
                 loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
             stopped = True

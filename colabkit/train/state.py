@@ -99,13 +99,22 @@ class StateStore:
         return bool(self._complete())
 
     def save(self, state: TrainState) -> Path:
-        import torch
-        from safetensors.torch import save_file
-
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"step-{state.step:06d}"
         tmp = self.folder / f"{final.name}.tmp-{os.getpid()}-{time.time_ns()}"
         tmp.mkdir()
+        try:
+            return self._save_into(tmp, final, state)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # never a half state; the previous one stays usable
+            if e.errno in files.FULL:
+                raise files.disk_full_error(final, e) from e
+            raise
+
+    def _save_into(self, tmp: Path, final: Path, state: TrainState) -> Path:
+        import torch
+        from safetensors.torch import save_file
+
         meta = {
             "step": state.step, "config": state.config, "fingerprints": state.fingerprints,
             "total_steps": state.total_steps, "losses": state.losses, "finished": state.finished,

@@ -99,3 +99,32 @@ def test_min_snr_weights():
     assert torch.allclose(w, torch.clamp(snr, max=5) / snr)
     assert w[0] < 1 and w[2] == pytest.approx(1.0)
     assert torch.equal(loss_weights(ac, t, 0, "epsilon"), torch.ones(3))
+
+
+def test_drive_full_is_one_clear_message_and_keeps_the_previous_state(tmp_path, monkeypatch):
+    import errno
+
+    from colabkit import files
+    from colabkit.errors import ColabkitError
+
+    store = StateStore(tmp_path / "state")
+    store.save(_state(2, 2))
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ColabkitError, match="No space left while writing step-000004.*previous version"):
+        store.save(_state(4, 4))
+    monkeypatch.undo()
+    st, warnings = store.load_latest()
+    assert st.step == 2 and not warnings
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["step-000002"]  # no half state left
+
+    target = tmp_path / "out.txt"
+    files.write_text(target, "old")
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(ColabkitError, match="Free some space on Google Drive"):
+        files.write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
