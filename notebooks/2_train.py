@@ -45,6 +45,10 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 project_name = "my-first-lora"  # @param {type:"string"}
 base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
 # @markdown A preset, a URL of a `.safetensors` checkpoint, or a path on Drive (`/content/drive/MyDrive/...`).
+keep_model_on_drive = True  # @param {type:"boolean"}
+# @markdown Keep the downloaded model in `MyDrive/Loras/_models/` (about 7 GB) so tomorrow skips the download.
+prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
+# @markdown `auto` reads it from the checkpoint; pick `v_prediction` for a v-pred model that does not say so.
 resolution = 1024  # @param {type:"integer"}
 num_repeats = 10  # @param {type:"integer"}
 epochs = 10  # @param {type:"integer"}
@@ -75,7 +79,8 @@ from colabkit.train.config import TrainConfig
 from colabkit.train.run import preflight
 
 config = TrainConfig(
-    project_name=project_name, base_model=base_model, resolution=resolution, num_repeats=num_repeats,
+    project_name=project_name, base_model=base_model, keep_model_on_drive=keep_model_on_drive,
+    prediction_type=prediction_type, resolution=resolution, num_repeats=num_repeats,
     epochs=epochs, train_batch_size=train_batch_size, optimizer=optimizer, recommended_values=recommended_values,
     unet_lr=unet_lr, text_encoder_lr=text_encoder_lr, lr_scheduler=lr_scheduler, network_dim=network_dim,
     network_alpha=network_alpha, lora_type=lora_type, shuffle_tags=shuffle_tags, keep_tokens=keep_tokens,
