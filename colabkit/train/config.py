@@ -23,12 +23,13 @@ PREDICTIONS = ("auto", "epsilon", "v_prediction")
 TARGET_STEPS = (300, 500)  # what the guides aim for with 10-100 images
 
 # Changing these between days would make "resume" a different run: refused unless start_over.
+# Raising epochs or max_train_steps is allowed: the run continues, its LR schedule stretched to the new end.
 RESUME_CRITICAL = (
     "base_model", "resolution", "num_repeats", "train_batch_size", "gradient_accumulation_steps", "optimizer",
     "recommended_values", "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_ratio", "lr_scheduler_num_cycles",
     "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
     "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
-    "prediction_type", "mixed_precision", "max_grad_norm", "max_train_steps", "vae_fp16_fix",
+    "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix",
 )
 
 
