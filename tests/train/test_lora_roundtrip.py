@@ -154,11 +154,20 @@ def test_diffusers_loads_every_key_and_matches_peft(tiny_sdxl, tmp_path, lora_ty
             torch.testing.assert_close(_te_out(theirs), _te_out(ours), rtol=1e-4, atol=1e-5)
 
 
+def _diffusers_before(version: str) -> bool:
+    import diffusers
+    from packaging.version import Version
+
+    return Version(diffusers.__version__.split("+")[0]) < Version(version)
+
+
 @pytest.mark.xfail(
+    _diffusers_before("0.42"),
     raises=IndexError,
     strict=True,
     reason="diffusers 0.39 + transformers 5: text-encoder LoRAs hit huggingface/diffusers#13984 "
-    "(CLIPTextModel lost its text_model. wrapper). When this passes, load_kohya_into_pipeline's workaround can go.",
+    "(CLIPTextModel lost its text_model. wrapper); measured fixed in 0.42.1. load_kohya_into_pipeline works "
+    "around it on the older versions Colab ships.",
 )
 def test_plain_diffusers_load_of_text_encoder_lora(tiny_sdxl, tmp_path):
     from diffusers import StableDiffusionXLPipeline

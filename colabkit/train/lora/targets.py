@@ -130,7 +130,9 @@ def inject_lora(
         init_lora_weights=True,  # A: kaiming-uniform from torch's global RNG, B: zeros (output unchanged)
         lora_dropout=0.0,
     )
-    if hasattr(model, "add_adapter"):  # diffusers / transformers PeftAdapterMixin: keeps their adapter bookkeeping
+    # diffusers' add_adapter keeps its adapter bookkeeping. transformers' add_adapter adds nothing we use, and
+    # from 5.24 it demands a peft release that does not exist yet: text encoders go through peft directly.
+    if hasattr(model, "add_adapter") and not type(model).__module__.startswith("transformers."):
         model.add_adapter(config, adapter_name=adapter_name)
     else:
         from peft import inject_adapter_in_model
