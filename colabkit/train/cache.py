@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from colabkit import files
-from colabkit.train.data import Item, open_rgb
+from colabkit.dataset.images import load_rgb
+from colabkit.train.data import Item
 
 Progress = Callable[[Iterable], Iterable]
 
@@ -37,7 +38,7 @@ def image_tensor(item: Item, flip: bool):
     from PIL import Image
 
     fit = item.fit
-    im = open_rgb(item.path).resize(fit.resized, Image.Resampling.LANCZOS)
+    im = load_rgb(item.path).resize(fit.resized, Image.Resampling.LANCZOS)
     bw, bh = fit.bucket
     im = im.crop((fit.crop_left, fit.crop_top, fit.crop_left + bw, fit.crop_top + bh))
     if flip:

@@ -8,15 +8,17 @@ exactly the batches the uninterrupted run would have seen; no iterator state is 
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from colabkit.dataset import images
+from colabkit.dataset.captions import split_tags
 from colabkit.errors import ColabkitError
 from colabkit.train.buckets import Fit, fit_to_bucket, make_buckets, nearest_bucket
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-SKIP_DIRS = {"_rejected"}
 
 
 @dataclass(frozen=True)
@@ -50,21 +52,9 @@ class Scan:
         return h.hexdigest()
 
 
-def split_tags(caption: str) -> list[str]:
-    return [t.strip() for t in caption.replace("\n", ",").split(",") if t.strip()]
-
-
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not SKIP_DIRS.intersection(p.relative_to(folder).parts[:-1]))
-
-
-def open_rgb(path: Path):
-    """The image exactly as the tagger saw it (EXIF orientation, transparency on white, 8-bit RGB)."""
-    from colabkit.dataset.images import load_rgb
-
-    return load_rgb(path)
+    """The files the dataset step checks and tags (directly in dataset/, sub-folders unused), images only."""
+    return [p for p in images.image_files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def scan(dataset: Path, resolution: int) -> Scan:
@@ -80,9 +70,9 @@ def scan(dataset: Path, resolution: int) -> Scan:
         if not txt.exists():
             missing.append(path)
             continue
-        data = path.read_bytes()
+        data = path.read_bytes()  # read once: hashed for the cache key, decoded for the size
         try:
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 w, h = ImageOps.exif_transpose(im).size
         except (UnidentifiedImageError, OSError, ValueError) as e:
             unreadable.append((path, str(e)))
@@ -92,8 +82,7 @@ def scan(dataset: Path, resolution: int) -> Scan:
         items.append(Item(path=path, caption=caption, sha256=hashlib.sha256(data).hexdigest(), size=(w, h),
                           fit=fit_to_bucket(w, h, bucket)))
     stems = {p.with_suffix("") for p in paths}
-    orphans = sorted(t for t in dataset.rglob("*.txt")
-                     if t.with_suffix("") not in stems and not SKIP_DIRS.intersection(t.relative_to(dataset).parts))
+    orphans = sorted(t for t in dataset.glob("*.txt") if t.with_suffix("") not in stems)
     return Scan(items=items, missing_captions=missing, orphan_captions=orphans, unreadable=unreadable)
 
 

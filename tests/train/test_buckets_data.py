@@ -2,6 +2,7 @@ import math
 
 from PIL import Image
 
+from colabkit.dataset.images import load_rgb
 from colabkit.train import data
 from colabkit.train.buckets import fit_to_bucket, make_buckets, nearest_bucket
 
@@ -57,6 +58,18 @@ def test_scan_and_epoch_order_are_pure(tmp_path):
     assert len(a) == sum(math.ceil(n * 3 / 2) for n in scan.bucket_sizes)
 
 
+def test_sub_folders_are_not_trained_as_the_dataset_check_says(tmp_path):
+    ds = _dataset(tmp_path / "dataset")
+    sub = ds / "old"
+    sub.mkdir()
+    Image.new("RGB", (128, 128)).save(sub / "x.png")
+    (sub / "x.txt").write_text("houtline, x")
+    (ds / ".hidden.png").write_bytes(b"")
+    scan = data.scan(ds, 128)
+    assert sorted(it.path.name for it in scan.items) == [f"img{i}.png" for i in range(5)]
+    assert not scan.missing_captions and not scan.orphan_captions and not scan.unreadable
+
+
 def test_fingerprint_changes_with_caption(tmp_path):
     ds = _dataset(tmp_path / "dataset")
     before = data.scan(ds, 128).fingerprint()
@@ -76,5 +89,5 @@ def test_open_rgb_composites_on_white(tmp_path):
     im = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     im.putpixel((0, 0), (255, 0, 0, 255))
     im.save(tmp_path / "t.png")
-    rgb = data.open_rgb(tmp_path / "t.png")
+    rgb = load_rgb(tmp_path / "t.png")  # what training encodes: the tagger's own conversion
     assert rgb.mode == "RGB" and rgb.getpixel((5, 5)) == (255, 255, 255) and rgb.getpixel((0, 0)) == (255, 0, 0)
