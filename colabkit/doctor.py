@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
-import os
 import platform
 import shutil
 from dataclasses import dataclass, field
@@ -200,11 +199,3 @@ def pip_install_command(extras: list[str]) -> list[str]:
                     req = req.replace("onnxruntime", "onnxruntime-gpu")  # same module, CUDA provider included
                 wanted.append(req)
     return [sys.executable, "-m", "pip", "install", "-q", *wanted] if wanted else []
-
-
-def cuda_available() -> bool:
-    return gpu_info() is not None
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
