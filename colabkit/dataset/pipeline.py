@@ -269,6 +269,14 @@ def _write_caption(image: Path, text: str) -> None:
     files.write_text(caption_path(image), text)
 
 
+def _edit_caption(image: Path, old: str, edits: CaptionEdits) -> tuple[str, bool]:
+    """Apply the edits to an existing caption; rewrite the file only when that changes it."""
+    new = edits.apply_text(old)
+    if new != old:
+        _write_caption(image, new)
+    return new, new != old
+
+
 def _check_fields(tagging_method: str, tag_threshold: float, character_threshold: float, batch_size: int) -> None:
     if tagging_method not in TAGGING_METHODS:
         raise ColabkitError(f"tagging_method {tagging_method!r} is not one of {', '.join(map(repr, TAGGING_METHODS))}.")
@@ -326,12 +334,8 @@ def tag_dataset(
         if old is None:
             todo.append(info.file)
             continue
-        new = edits.apply_text(old)
-        if new != old:
-            _write_caption(info.file, new)
-            report.updated.append(info.file.name)
-        else:
-            report.kept.append(info.file.name)
+        new, changed = _edit_caption(info.file, old, edits)
+        (report.updated if changed else report.kept).append(info.file.name)
         report.captions[info.file.name] = new
 
     vocabulary: list[str] = []
@@ -473,12 +477,8 @@ def curate_captions(
         if old is None:
             report.missing.append(info.file.name)
             continue
-        new = edits.apply_text(old)
-        if new != old:
-            _write_caption(info.file, new)
-            report.changed.append(info.file.name)
-        else:
-            report.unchanged.append(info.file.name)
+        new, changed = _edit_caption(info.file, old, edits)
+        (report.changed if changed else report.unchanged).append(info.file.name)
         all_tags.append(split_tags(new))
     report.frequencies = count_tags(all_tags)[:top] if top else count_tags(all_tags)
     report.warnings += trigger_warnings(edits.trigger, _last_vocabulary)
