@@ -43,8 +43,8 @@ def main() -> int:
     from colabkit.dataset.pipeline import check_dataset, tag_dataset
     from colabkit.dataset.wd14 import WD14Tagger, onnx_providers
     from colabkit.project import Project
-    from colabkit.testing.images import make_image_folder
-    from colabkit.testing.tagger import build_tiny_tagger
+    from colabkit.tiny.drawings import make_image_folder
+    from colabkit.tiny.tagger import build_tiny_tagger
 
     with tempfile.TemporaryDirectory(prefix="colabkit-bench-") as tmp:
         tmp = Path(tmp)

@@ -84,7 +84,7 @@ def recorders():
 
 def make_project(name: str, images: int, resolution: int):
     from colabkit.project import Project
-    from colabkit.testing.images import make_image_folder
+    from colabkit.tiny.drawings import make_image_folder
 
     project = Project.at(name).create()
     for i, path in enumerate(make_image_folder(project.dataset, images, size=(resolution, resolution), fmt="png")):

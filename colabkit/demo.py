@@ -12,7 +12,7 @@ from colabkit import display
 def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128):
     from colabkit.colab import open_or_create_project
     from colabkit.dataset.pipeline import check_dataset, tag_dataset
-    from colabkit.testing.images import make_image_folder
+    from colabkit.tiny.drawings import make_image_folder
     from colabkit.train.config import TrainConfig
     from colabkit.train.run import show_results, train_lora
 

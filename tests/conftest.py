@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_sdxl() -> Path:
     """The built-in tiny SDXL diffusers folder (built once per machine, in ~/.cache/colabkit)."""
-    from colabkit.testing.tiny_sdxl import tiny_sdxl_path
+    from colabkit.tiny.sdxl import tiny_sdxl_path
 
     return tiny_sdxl_path()
 

@@ -30,7 +30,7 @@ def resolve_captioner(name: str) -> str:
     """A local folder, the built-in ``tiny-blip``, or a hub repo id, as ``from_pretrained`` takes it."""
     name = (name or "").strip()
     if name == TINY_BLIP_NAME:
-        from colabkit.testing.blip import tiny_blip_path
+        from colabkit.tiny.blip import tiny_blip_path
 
         return str(tiny_blip_path())
     local = Path(name).expanduser()

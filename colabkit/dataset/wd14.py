@@ -51,7 +51,7 @@ def resolve_tagger(name: str) -> Path:
     """
     name = (name or "").strip()
     if name == TINY_TAGGER_NAME:
-        from colabkit.testing.tagger import tiny_tagger_path
+        from colabkit.tiny.tagger import tiny_tagger_path
 
         return tiny_tagger_path()
     local = Path(name).expanduser()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from colabkit.testing.meta import SDXL_PARAMS
+from colabkit.train.models.meta import SDXL_PARAMS
 
 GIB = 2**30
 T4_GB = 14.75  # what torch sees on a free Colab T4 (15,360 MiB card)

@@ -46,7 +46,7 @@ class PreflightReport:
 
 
 def is_tiny(base_model: str) -> bool:
-    from colabkit.testing.tiny_sdxl import TINY_SDXL_NAME
+    from colabkit.tiny.sdxl import TINY_SDXL_NAME
 
     return base_model.strip() == TINY_SDXL_NAME
 

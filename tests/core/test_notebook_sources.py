@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from colabkit.testing.notebooks import NOTEBOOKS, form_params, read_source, set_params, to_ipynb_text
+from helpers.notebooks import NOTEBOOKS, form_params, read_source, set_params, to_ipynb_text
 
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 
@@ -16,8 +16,8 @@ def test_there_are_two_notebooks():
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_ipynb_matches_source(src):
     ipynb = src.with_suffix(".ipynb")
-    assert ipynb.exists(), f"run: python -m colabkit.testing.notebooks"
-    assert ipynb.read_text() == to_ipynb_text(src), "stale .ipynb: run python -m colabkit.testing.notebooks"
+    assert ipynb.exists(), f"run: python -m helpers.notebooks"
+    assert ipynb.read_text() == to_ipynb_text(src), "stale .ipynb: run python -m helpers.notebooks"
     nb = json.loads(ipynb.read_text())
     assert nb["metadata"]["accelerator"] == "GPU"
     for cell in nb["cells"]:

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from colabkit.testing import meta
-from colabkit.testing.tiny_sdxl import UNET_CONFIG
+from colabkit.train.models import meta
+from colabkit.tiny.sdxl import UNET_CONFIG
 
 
 def test_meta_sdxl_matches_published_counts():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from colabkit.project import Project
-from colabkit.testing.images import make_mixed_folder
+from helpers.images import make_mixed_folder
 
 
 @pytest.fixture
@@ -16,13 +16,13 @@ def mixed_project(drive):
 
 @pytest.fixture(scope="session")
 def tiny_tagger() -> Path:
-    from colabkit.testing.tagger import tiny_tagger_path
+    from colabkit.tiny.tagger import tiny_tagger_path
 
     return tiny_tagger_path()
 
 
 @pytest.fixture(scope="session")
 def tiny_blip() -> Path:
-    from colabkit.testing.blip import tiny_blip_path
+    from colabkit.tiny.blip import tiny_blip_path
 
     return tiny_blip_path()

@@ -12,7 +12,8 @@ from colabkit.dataset.images import (
     perceptual_hash,
     scan_folder,
 )
-from colabkit.testing.images import drawing, folder_checksums as checksums, make_mixed_folder
+from colabkit.tiny.drawings import drawing
+from helpers.images import folder_checksums as checksums, make_mixed_folder
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def test_min_side_and_aspect_are_parameters(mixed):
 
 
 def test_decompression_bomb_limits_stay_on(tmp_path):
-    from colabkit.testing.images import bomb_png
+    from helpers.images import bomb_png
 
     limit = Image.MAX_IMAGE_PIXELS
     (tmp_path / "warn.png").write_bytes(bomb_png(10_000, 10_000))  # 100 MP: above the warning limit only

@@ -3,8 +3,8 @@
 import pytest
 
 from colabkit.dataset.captions import split_tags
-from colabkit.testing.images import folder_checksums
-from colabkit.testing.notebooks import NOTEBOOKS, form_params, read_source, run_notebook, text_of
+from helpers.images import folder_checksums
+from helpers.notebooks import NOTEBOOKS, form_params, read_source, run_notebook, text_of
 
 FIELDS = {
     "project_name", "tagging_method", "tagger_model", "tag_threshold", "character_threshold", "caption_model",

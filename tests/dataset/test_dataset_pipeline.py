@@ -14,7 +14,7 @@ from colabkit.dataset.pipeline import (
 )
 from colabkit.errors import ColabkitError
 from colabkit.project import Project
-from colabkit.testing.images import folder_checksums
+from helpers.images import folder_checksums
 
 GOOD = ("ok", "near-duplicate")
 

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from colabkit.dataset.wd14 import WD14Tagger, load_tagger, resolve_tagger
 from colabkit.errors import ColabkitError
-from colabkit.testing.tagger import TAGS, build_tiny_tagger, expected_probs
+from colabkit.tiny.tagger import TAGS, build_tiny_tagger, expected_probs
 
 
 @pytest.fixture(scope="module")

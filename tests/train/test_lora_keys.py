@@ -20,7 +20,7 @@ LDM = "model.diffusion_model."
 
 @pytest.fixture(scope="module")
 def real():
-    from colabkit.testing.meta import meta_text_encoders, meta_unet
+    from colabkit.train.models.meta import meta_text_encoders, meta_unet
 
     te1, te2 = meta_text_encoders()
     return meta_unet(), te1, te2
@@ -82,7 +82,7 @@ def test_sgm_names_are_what_diffusers_single_file_converter_reads(real, which):
     """
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-    from colabkit.testing.tiny_sdxl import UNET_CONFIG
+    from colabkit.tiny.sdxl import UNET_CONFIG
 
     unet = {"real": lambda: real[0], "tiny": lambda: _meta_unet(**UNET_CONFIG), "sd15_like": _sd15_like_unet}[which]()
     sd = unet.state_dict()

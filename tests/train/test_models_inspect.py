@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from colabkit.errors import ColabkitError
-from colabkit.testing.single_file import write_fake, write_sd15_like, write_single_file, write_truncated
+from helpers.single_file import write_fake, write_sd15_like, write_single_file, write_truncated
 from colabkit.train.models import inspect_checkpoint
 
 

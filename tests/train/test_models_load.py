@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from colabkit.errors import ColabkitError
-from colabkit.testing.single_file import write_single_file
+from helpers.single_file import write_single_file
 from colabkit.train.models import SDXL_CONFIGS, load_sdxl, load_vae_for_caching, pick_config_dir, resolve_base_model
 
 

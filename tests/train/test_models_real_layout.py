@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from colabkit.testing import meta
-from colabkit.testing.single_file import diffusers_to_original
+from colabkit.train.models import meta
+from helpers.single_file import diffusers_to_original
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from colabkit.errors import ColabkitError
-from colabkit.testing.single_file import write_sd15_like, write_single_file
+from helpers.single_file import write_sd15_like, write_single_file
 from colabkit.train.models import PRESETS, find_preset, fingerprint, resolve_base_model
 from colabkit.train.models import download as dl
 

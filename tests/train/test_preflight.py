@@ -14,8 +14,8 @@ from colabkit.cli import main as cli_main
 from colabkit.doctor import GpuInfo
 from colabkit.errors import ColabkitError
 from colabkit.project import Project
-from colabkit.testing.single_file import write_sd15_like, write_single_file, write_truncated
-from colabkit.testing.budget import StopAfter
+from helpers.single_file import write_sd15_like, write_single_file, write_truncated
+from helpers.budget import StopAfter
 from colabkit.train import preflight as preflight_mod
 from colabkit.train.loop import train
 from colabkit.train.preflight import run_preflight

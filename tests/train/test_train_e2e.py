@@ -6,7 +6,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from colabkit.errors import ColabkitError
-from colabkit.testing.budget import StopAfter
+from helpers.budget import StopAfter
 from colabkit.train.loop import Reporter, train
 
 pytestmark = pytest.mark.slow

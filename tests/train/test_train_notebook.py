@@ -2,7 +2,7 @@
 
 import pytest
 
-from colabkit.testing.notebooks import NOTEBOOKS, outputs, run_notebook, text_of
+from helpers.notebooks import NOTEBOOKS, outputs, run_notebook, text_of
 
 pytestmark = pytest.mark.slow
 

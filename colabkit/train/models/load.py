@@ -405,7 +405,7 @@ def pick_config_dir(info: CheckpointInfo, override: Path | None = None) -> Path:
     problems = config_mismatches(SDXL_CONFIGS, info.shapes)
     if not problems:
         return SDXL_CONFIGS
-    from colabkit.testing import tiny_sdxl
+    from colabkit.tiny import sdxl as tiny_sdxl
 
     conv_in = info.shapes.get(UNET + "input_blocks.0.0.weight", (0,))
     if conv_in[0] == tiny_sdxl.UNET_CONFIG["block_out_channels"][0]:  # cheap test before building tiny-sdxl

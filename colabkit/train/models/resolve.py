@@ -67,7 +67,7 @@ def resolve_base_model(base_model: str, *, models_dir: Path | None = None, keep_
     text = (base_model or "").strip()
     if not text:
         raise ColabkitError("base_model is empty. " + _options())
-    from colabkit.testing.tiny_sdxl import TINY_SDXL_NAME, tiny_sdxl_path
+    from colabkit.tiny.sdxl import TINY_SDXL_NAME, tiny_sdxl_path
 
     if text.lower() == TINY_SDXL_NAME:
         return ResolvedModel(name=TINY_SDXL_NAME, kind="diffusers", path=tiny_sdxl_path(),

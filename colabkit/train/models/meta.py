@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "sdxl-base-1.0"
+from colabkit.train.models.load import SDXL_CONFIGS as CONFIGS
 
 # Counted on the meta device with diffusers 0.42 / transformers 5.24 (shared/reference/README.md).
 SDXL_PARAMS = {

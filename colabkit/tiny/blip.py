@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from colabkit.testing.cache import built_once
+from colabkit.tiny.cache import built_once
 
 TINY_BLIP_NAME = "tiny-blip"
 _VERSION = "2"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from colabkit import files
-from colabkit.testing.cache import built_once
+from colabkit.tiny.cache import built_once
 
 TINY_TAGGER_NAME = "tiny-wd14"
 _VERSION = "1"  # bump when the graph or tags change, so cached folders are rebuilt

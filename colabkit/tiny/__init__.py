@@ -4,4 +4,4 @@ Each builder writes an ordinary on-disk model (a diffusers folder, an ONNX file,
 so the *real* loading code is what loads it. Nothing here downloads anything.
 """
 
-from colabkit.testing.tiny_sdxl import TINY_SDXL_NAME, tiny_sdxl_path, build_tiny_sdxl  # noqa: F401
+from colabkit.tiny.sdxl import TINY_SDXL_NAME, tiny_sdxl_path, build_tiny_sdxl  # noqa: F401

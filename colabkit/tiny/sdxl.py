@@ -12,11 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from colabkit.testing.cache import built_once
+from colabkit.tiny.cache import built_once
 
 TINY_SDXL_NAME = "tiny-sdxl"
 _VERSION = "1"  # bump when the configs below change, so cached folders are rebuilt
-_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "sdxl-base-1.0"
+_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "sdxl-base-1.0"
 
 TE_HIDDEN = 32  # each encoder's width; the UNet's cross_attention_dim is their concatenation
 ADD_TIME_DIM = 8

@@ -1,7 +1,7 @@
 """Notebook sources, generated .ipynb files, and headless execution with form values set.
 
 The notebooks are kept as jupytext "percent" scripts (``notebooks/*.py``): plain text that diffs and
-reviews well. The ``.ipynb`` that Colab opens is generated from them (``python -m colabkit.testing.notebooks``)
+reviews well. The ``.ipynb`` that Colab opens is generated from them (``python tests/helpers/notebooks.py``)
 and a test checks the two agree. Tests execute them top to bottom with nbclient, after replacing
 the value of chosen ``name = value  # @param`` lines, exactly as a user filling the form would.
 """
