@@ -100,7 +100,7 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
         report.add("captions", "warn", f"{len(scan.orphan_captions)} caption files have no image: "
                    + ", ".join(p.name for p in scan.orphan_captions[:5]))
     if scan.unreadable:
-        report.add("images", "warn", "Unreadable, skipped: " +
+        report.add("images", "warn", "Not trained on (the dataset check rejects them): " +
                    "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
     if activation and with_tag < len(scan.items):
         report.add("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
