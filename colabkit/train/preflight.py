@@ -82,6 +82,11 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
     scan = data.scan(project.dataset, run.resolution)
     n_img = len(scan.items) + len(scan.missing_captions)
     if not n_img:
+        if scan.rejected:  # files there, but the dataset check (with the limits it saved) rejects all of them
+            p, why = scan.rejected[0]
+            report.add("dataset", "error", f"None of the {len(scan.rejected)} files in {project.dataset} passes the "
+                       f"dataset check ({p.name}: {why}). Run the dataset notebook's check step to see each file.")
+            return report
         report.add("dataset", "error", f"No images in {project.dataset}. Upload your drawings there (PNG/JPG/WEBP) "
                    "and caption them with the dataset notebook.")
         return report
