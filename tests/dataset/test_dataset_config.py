@@ -41,7 +41,8 @@ def _dropdown(spec: str) -> list[str]:
 
 def _config_call(source: str, cls) -> dict[str, str]:
     """keyword -> the variable it passes, for the cell's one call to ``cls``."""
-    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == cls.__name__]
+    calls = [n for n in ast.walk(ast.parse(source))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == cls.__name__]
     assert len(calls) == 1 and not calls[0].args
     return {k.arg: k.value.id for k in calls[0].keywords}
 
