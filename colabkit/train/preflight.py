@@ -82,11 +82,6 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
     scan = data.scan(project.dataset, run.resolution)
     n_img = len(scan.items) + len(scan.missing_captions)
     if not n_img:
-        if scan.rejected:  # files there, but the dataset check (with the limits it saved) rejects all of them
-            p, why = scan.rejected[0]
-            report.add("dataset", "error", f"None of the {len(scan.rejected)} files in {project.dataset} passes the "
-                       f"dataset check ({p.name}: {why}). Run the dataset notebook's check step to see each file.")
-            return report
         report.add("dataset", "error", f"No images in {project.dataset}. Upload your drawings there (PNG/JPG/WEBP) "
                    "and caption them with the dataset notebook.")
         return report
@@ -105,7 +100,7 @@ def run_preflight(cfg: TrainConfig) -> PreflightReport:
         report.add("captions", "warn", f"{len(scan.orphan_captions)} caption files have no image: "
                    + ", ".join(p.name for p in scan.orphan_captions[:5]))
     if scan.unreadable:
-        report.add("images", "warn", "Not trained on (the dataset check rejects them): " +
+        report.add("images", "warn", "Unreadable, skipped: " +
                    "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
     if activation and with_tag < len(scan.items):
         report.add("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
