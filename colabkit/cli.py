@@ -23,15 +23,29 @@ def parse_bool(text: str) -> bool:
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
+    """One option per field of the config dataclass ``cls`` (TrainConfig, TagConfig, ...): its type, its
+    default, and for a ``Literal`` field its choices (listed as suggestions when other text is allowed)."""
+    from colabkit.choices import choices_of
+
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         opt = "--" + f.name.replace("_", "-")
+        found = choices_of(kind)
         if f.default is dataclasses.MISSING:
             parser.add_argument(opt, dest=f.name, required=True, type=str)
         elif kind is bool:
             parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
                                 metavar="BOOL", help=f"default {f.default}")
+        elif found is not None:
+            values, open_ = found
+            if open_:
+                parser.add_argument(opt, dest=f.name, type=str, default=f.default,
+                                    help=f"one of {', '.join(map(str, values))}, or another name or folder "
+                                         f"(default {f.default!r})")
+            else:
+                parser.add_argument(opt, dest=f.name, type=type(values[0]), choices=values, default=f.default,
+                                    help=f"default {f.default!r}")
         else:
             parser.add_argument(opt, dest=f.name, type=kind, default=f.default, help=f"default {f.default!r}")
 

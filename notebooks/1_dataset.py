@@ -45,11 +45,17 @@ project = open_or_create_project(project_name)
 # @title Step 2: check and clean the images { display-mode: "form" }
 move_rejected = False  # @param {type:"boolean"}
 min_side = 512  # @param {type:"integer"}
+max_aspect = 4.0  # @param {type:"number"}
 # @markdown `min_side`: images whose shorter side is below this many pixels are too small to train on.
+# @markdown `max_aspect`: images longer than this on one side (4.0 = 4:1) would be mostly cropped away.
+# @markdown Tagging and training use exactly the images this step accepts.
+from colabkit.dataset.config import CheckConfig
 from colabkit.dataset.pipeline import check_dataset
 from colabkit.display_dataset import show_check_report
 
-dataset_report = check_dataset(project_name, move_rejected=move_rejected, min_side=min_side)
+check_config = CheckConfig(project_name=project_name, move_rejected=move_rejected, min_side=min_side,
+                           max_aspect=max_aspect)
+dataset_report = check_dataset(check_config)
 show_check_report(dataset_report)
 
 # %% [markdown]
@@ -67,24 +73,32 @@ show_check_report(dataset_report)
 # %%
 # @title Step 3: tag images { display-mode: "form" }
 tagging_method = "anime tags"  # @param ["anime tags", "photo captions"]
-tagger_model = "wd-eva02-large-tagger-v3"  # @param ["wd-eva02-large-tagger-v3", "wd-vit-large-tagger-v3", "wd-vit-tagger-v3", "wd-swinv2-tagger-v3"] {allow-input: true}
+tagger_model = "wd-eva02-large-tagger-v3"  # @param ["wd-eva02-large-tagger-v3", "wd-vit-large-tagger-v3", "wd-vit-tagger-v3", "wd-swinv2-tagger-v3", "tiny-wd14"] {allow-input: true}
 tag_threshold = 0.35  # @param {type:"slider", min:0.05, max:1, step:0.05}
 character_threshold = 0.85  # @param {type:"slider", min:0.05, max:1.05, step:0.05}
-caption_model = "Salesforce/blip-image-captioning-large"  # @param ["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base"] {allow-input: true}
+include_ratings = False  # @param {type:"boolean"}
+caption_model = "Salesforce/blip-image-captioning-large"  # @param ["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base", "tiny-blip"] {allow-input: true}
 caption_min_length = 5  # @param {type:"integer"}
 caption_max_length = 40  # @param {type:"integer"}
+caption_beams = 3  # @param {type:"integer"}
 activation_tag = "houtline"  # @param {type:"string"}
 blacklist_tags = ""  # @param {type:"string"}
 overwrite_captions = False  # @param {type:"boolean"}
+batch_size = 8  # @param {type:"integer"}
 # @markdown `tagger_model` / `caption_model` also accept a folder on Drive with your own model.
+# @markdown `tiny-wd14` / `tiny-blip` are small built-in models with random weights: they try the flow in seconds
+# @markdown without a download, but their tags mean nothing.
+from colabkit.dataset.config import TagConfig
 from colabkit.dataset.pipeline import tag_dataset
 from colabkit.display_dataset import show_tag_report
 
-tag_report = tag_dataset(
-    project_name, tagging_method=tagging_method, tagger_model=tagger_model, tag_threshold=tag_threshold,
-    character_threshold=character_threshold, caption_model=caption_model, activation_tag=activation_tag,
-    blacklist_tags=blacklist_tags, overwrite_captions=overwrite_captions,
-    caption_min_length=caption_min_length, caption_max_length=caption_max_length)
+tag_config = TagConfig(
+    project_name=project_name, tagging_method=tagging_method, tagger_model=tagger_model, tag_threshold=tag_threshold,
+    character_threshold=character_threshold, include_ratings=include_ratings, caption_model=caption_model,
+    caption_min_length=caption_min_length, caption_max_length=caption_max_length, caption_beams=caption_beams,
+    activation_tag=activation_tag, blacklist_tags=blacklist_tags, overwrite_captions=overwrite_captions,
+    batch_size=batch_size)
+tag_report = tag_dataset(tag_config)
 show_tag_report(tag_report)
 
 # %% [markdown]
@@ -98,11 +112,14 @@ show_tag_report(tag_report)
 # @title Step 4: trigger word and curation { display-mode: "form" }
 replace_tags = ""  # @param {type:"string"}
 global_tags = ""  # @param {type:"string"}
+# @markdown The trigger word and blacklist are Step 3's `activation_tag` and `blacklist_tags`.
+from colabkit.dataset.config import CurateConfig
 from colabkit.dataset.pipeline import curate_captions
 from colabkit.display_dataset import show_curate_report
 
-curate_report = curate_captions(project_name, activation_tag=activation_tag, blacklist_tags=blacklist_tags,
-                                replace_tags=replace_tags, global_tags=global_tags)
+curate_config = CurateConfig(project_name=project_name, activation_tag=activation_tag, blacklist_tags=blacklist_tags,
+                             replace_tags=replace_tags, global_tags=global_tags)
+curate_report = curate_captions(curate_config)
 show_curate_report(curate_report)
 
 # %% [markdown]

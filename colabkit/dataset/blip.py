@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import functools
 import re
+import typing
 from pathlib import Path
 
+from colabkit.dataset.config import BlipModel
 from colabkit.dataset.images import load_rgb
 from colabkit.errors import ColabkitError
 
-KNOWN_CAPTIONERS = ("Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base")
-DEFAULT_CAPTIONER = KNOWN_CAPTIONERS[0]
 TINY_BLIP_NAME = "tiny-blip"
+KNOWN_CAPTIONERS = tuple(n for n in typing.get_args(BlipModel) if n != TINY_BLIP_NAME)
+DEFAULT_CAPTIONER = KNOWN_CAPTIONERS[0]
 
 # BLIP-large often starts captions with made-up words ("arafed", "araffe") learned from noisy
 # alt-text; they mean nothing and would end up as tokens the LoRA trains on.

@@ -8,6 +8,7 @@ Nothing here writes or changes the originals.
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 512  # shorter side below this is upscaled so much at 1024 px training that it teaches blur
 MAX_ASPECT = 4.0  # SDXL aspect buckets stop around 4:1 (2048x512); beyond that most of the image is cropped
+MAX_FILE_BYTES = 1 << 30  # no drawing is this big; reading it whole would only fill the RAM
 NEAR_DUPLICATE_BITS = 6  # perceptual-hash distance (of 64 bits) at or below which two images look the same
 
 # Files a file manager or sync client leaves behind; never the artist's data, so never reported.
@@ -240,16 +242,25 @@ def _not_image_fix(path: Path) -> str:
     return "move it out of dataset/ (only PNG, JPEG, WebP and other image files are used)."
 
 
+def read_bytes(path: Path) -> bytes:
+    """The whole file, read once: hashed and decoded from memory (on Drive every read is a download)."""
+    return path.read_bytes()
+
+
 def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MAX_ASPECT) -> ImageInfo | Problem:
-    """Open and fully decode one file; return what it is or what is wrong with it."""
+    """Read one file once, fully decode it; return what it is or what is wrong with it."""
     try:
         size_bytes = path.stat().st_size
         if size_bytes == 0:
             return Problem(path, "empty", "the file is empty (0 bytes)", "upload it again; the copy did not finish.")
+        if size_bytes > MAX_FILE_BYTES:
+            return Problem(path, "huge", f"the file is {size_bytes / 2**30:.1f} GB, too large for a training image",
+                           "save a smaller copy (e.g. 4096 px on the long side, PNG or JPEG) and use that instead.")
+        data = read_bytes(path)
         with warnings.catch_warnings():
             # Decompression-bomb limits stay on; above Pillow's soft limit we reject rather than warn.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 fmt = img.format or path.suffix.lstrip(".").upper()
                 size = _oriented_size(img)
                 if getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) > 1:
@@ -300,7 +311,7 @@ def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MA
             f"extreme aspect ratio {aspect:.1f}:1 ({w}x{h})",
             f"crop it into parts no longer than {max_aspect:g}:1, or crop to the interesting area.",
         )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     return ImageInfo(path, w, h, mode, fmt, size_bytes, digest, phash, notes)
 
 

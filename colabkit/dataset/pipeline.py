@@ -1,10 +1,13 @@
 """The dataset steps behind ``notebooks/1_dataset`` and ``colabkit check|tag|curate``.
 
-Each public function takes the notebook's form fields as keyword arguments, works on
-``Loras/<project>/dataset/`` and returns a report (data, never printed here; see
-``colabkit.display_dataset`` for tables and galleries). Originals are never modified; captions are
-written atomically beside them; the only other change is moving problem files to
-``dataset/_rejected/`` when explicitly asked.
+Each step takes its typed config (``colabkit.dataset.config``: the notebook's form fields; a project
+name plus those fields as keywords is accepted too), works on ``Loras/<project>/dataset/`` and returns
+a report (data, never printed here; see ``colabkit.display_dataset`` for tables and galleries).
+Originals are never modified; captions are written atomically beside them; the only other change is
+moving problem files to ``dataset/_rejected/`` when explicitly asked. What carries from one step to
+the next lives in the project's files, never in this module: the check's limits
+(``training/dataset_check.json``) and the tagger's vocabulary (``training/tagger_vocabulary.json``),
+so a Colab restart between steps loses nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from colabkit import files
-from colabkit.dataset import images as imgs
+from colabkit.choices import field_choices
+from colabkit.dataset import items
 from colabkit.dataset.captions import (
     CaptionEdits,
     caption_path,
@@ -25,14 +30,17 @@ from colabkit.dataset.captions import (
     split_tags,
     trigger_warnings,
 )
-from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE, ImageInfo, Problem
+from colabkit.dataset.config import CheckConfig, CurateConfig, TagConfig
+from colabkit.dataset.images import ImageInfo, Problem
+from colabkit.dataset.items import CHECK_SETTINGS, read_caption  # noqa: F401  (read_caption: public here too)
 from colabkit.dataset.loader import batched, prefetch
 from colabkit.errors import ColabkitError
 from colabkit.project import Project, open_project
 
-TAGGING_METHODS = ("anime tags", "photo captions")
-DEFAULT_TAGGER = "wd-eva02-large-tagger-v3"
-DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-large"
+TAGGING_METHODS = field_choices(TagConfig, "tagging_method")
+DEFAULT_TAGGER = TagConfig.tagger_model
+DEFAULT_CAPTIONER = TagConfig.caption_model
+VOCABULARY = "tagger_vocabulary.json"  # in training/: the tags the last WD14 tagger can emit
 MIN_GOOD_COUNT = 10  # fewer usable images than this rarely gives a style LoRA that generalises
 
 
@@ -155,51 +163,33 @@ class CurateReport:
         return text + f"; {len(self.frequencies)} distinct tags."
 
 
-# --- scanning (cached per runtime: checking, tagging and curating all need the same answer) ----
-
-_INSPECTED: dict[tuple, ImageInfo | Problem] = {}
+# --- configs and the state steps share (in the project's files) -------------------------------------
 
 
-def _inspect_cached(path: Path, *, min_side: int, max_aspect: float) -> ImageInfo | Problem:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, min_side, max_aspect)
-    if key not in _INSPECTED:
-        if len(_INSPECTED) > 20_000:
-            _INSPECTED.clear()
-        _INSPECTED[key] = imgs.inspect_file(path, min_side=min_side, max_aspect=max_aspect)
-    return _INSPECTED[key]
+def _config(cls, config, fields: dict[str, Any]):
+    """The step's config: given as one, or built (and validated) from a project name and keywords."""
+    if isinstance(config, cls):
+        if fields:
+            raise TypeError(f"pass either a {cls.__name__} or a project name with settings, not both")
+        return config
+    return cls(project_name=config, **fields)
 
 
-def _tqdm(progress: bool, **kw):
-    from tqdm.auto import tqdm
-
-    return lambda it: tqdm(it, disable=not progress, **kw)
-
-
-CHECK_SETTINGS = "dataset_check.json"  # in training/: the limits chosen in the check step
+def save_vocabulary(project: Project, model: str, tags: list[str]) -> None:
+    """Keep the tagger's vocabulary with the project (atomically), for the trigger-word check of later steps."""
+    path = project.training / VOCABULARY
+    if load_vocabulary(project) != tags:  # unchanged on a re-run: no Drive write
+        files.write_json(path, {"model": model, "tags": tags})
 
 
-def _check_settings(project: Project) -> tuple[int, float]:
-    """The min_side / max_aspect last used to check this project, so tagging, curation and training
-    agree with what the check step accepted (defaults when it never ran)."""
+def load_vocabulary(project: Project) -> list[str]:
+    """The tags the project's last WD14 tagger can emit ([] when no WD14 tagger ran for it)."""
     try:
-        saved = json.loads((project.training / CHECK_SETTINGS).read_text())
-        return int(saved["min_side"]), float(saved["max_aspect"])
+        saved = json.loads((project.training / VOCABULARY).read_text(encoding="utf-8"))
+        tags = saved["tags"]
     except (OSError, ValueError, KeyError, TypeError):
-        return MIN_SIDE, MAX_ASPECT
-
-
-def _scan(project: Project, min_side: int | None = None, max_aspect: float | None = None, progress: bool = False):
-    saved_side, saved_aspect = _check_settings(project)
-    min_side = saved_side if min_side is None else min_side
-    max_aspect = saved_aspect if max_aspect is None else max_aspect
-    return imgs.scan_folder(
-        project.dataset,
-        min_side=min_side,
-        max_aspect=max_aspect,
-        progress=_tqdm(progress, desc="Checking", unit="file", leave=False),
-        inspect=_inspect_cached,
-    )
+        return []
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 def _empty_hint(project: Project) -> str:
@@ -212,27 +202,19 @@ def _empty_hint(project: Project) -> str:
 # --- step 1: check -----------------------------------------------------------------------------
 
 
-def check_dataset(
-    project_name: str,
-    move_rejected: bool = False,
-    min_side: int = MIN_SIDE,
-    max_aspect: float = MAX_ASPECT,
-    *,
-    progress: bool = True,
-) -> DatasetReport:
+def check_dataset(config: CheckConfig | str, *, progress: bool = True, **fields) -> DatasetReport:
     """Read every file in ``dataset/`` and say which images are usable and what is wrong with the rest.
 
     Nothing is changed unless ``move_rejected``: then rejected files (and their captions) are moved
-    to ``dataset/_rejected/``; nothing is ever deleted.
+    to ``dataset/_rejected/``; nothing is ever deleted. The limits are saved with the project: tagging,
+    curation and training use exactly what this step accepted.
     """
-    project = open_project(project_name)
-    if min_side < 1 or max_aspect < 1:
-        raise ColabkitError(f"min_side ({min_side}) must be at least 1 and max_aspect ({max_aspect}) at least 1.")
-    if _check_settings(project) != (min_side, max_aspect):
-        files.write_json(project.training / CHECK_SETTINGS, {"min_side": min_side, "max_aspect": max_aspect})
-    scan = _scan(project, min_side, max_aspect, progress)
+    cfg = _config(CheckConfig, config, fields)
+    project = open_project(cfg.project_name)
+    items.save_limits(project, cfg.min_side, cfg.max_aspect)
+    scan = items.scan(project, cfg.min_side, cfg.max_aspect, progress=progress)
     report = DatasetReport(project.name, project.dataset, scan.accepted, scan.problems)
-    if move_rejected:
+    if cfg.move_rejected:
         kept_stems = {i.file.stem.lower() for i in scan.accepted}
         for p in report.rejected:
             if not p.file.is_file():
@@ -254,16 +236,6 @@ def check_dataset(
 
 # --- step 2: tag or caption --------------------------------------------------------------------
 
-_last_vocabulary: list[str] = []  # tags the last tagger can emit, for the curation step's trigger check
-
-
-def read_caption(image: Path) -> str | None:
-    """The caption text for ``image`` or None when it has none. Tolerates a BOM and odd encodings."""
-    cap = caption_path(image)
-    if not cap.is_file():
-        return None
-    return cap.read_bytes().decode("utf-8-sig", errors="replace").strip()
-
 
 def _write_caption(image: Path, text: str) -> None:
     files.write_text(caption_path(image), text)
@@ -277,48 +249,20 @@ def _edit_caption(image: Path, old: str, edits: CaptionEdits) -> tuple[str, bool
     return new, new != old
 
 
-def _check_fields(tagging_method: str, tag_threshold: float, character_threshold: float, batch_size: int) -> None:
-    if tagging_method not in TAGGING_METHODS:
-        raise ColabkitError(f"tagging_method {tagging_method!r} is not one of {', '.join(map(repr, TAGGING_METHODS))}.")
-    if not 0 < tag_threshold <= 1:
-        raise ColabkitError(f"tag_threshold {tag_threshold} must be between 0 and 1 (0.35 is a good start).")
-    if character_threshold <= 0:
-        raise ColabkitError(f"character_threshold {character_threshold} must be above 0 (above 1 turns character tags off).")
-    if batch_size < 1:
-        raise ColabkitError(f"batch_size {batch_size} must be at least 1.")
-
-
-def tag_dataset(
-    project_name: str,
-    tagging_method: str = "anime tags",
-    tagger_model: str = DEFAULT_TAGGER,
-    tag_threshold: float = 0.35,
-    character_threshold: float = 0.85,
-    caption_model: str = DEFAULT_CAPTIONER,
-    activation_tag: str = "",
-    blacklist_tags: str = "",
-    overwrite_captions: bool = False,
-    batch_size: int = 8,
-    *,
-    include_ratings: bool = False,
-    caption_min_length: int = 5,
-    caption_max_length: int = 40,
-    caption_beams: int = 3,
-    workers: int | None = None,
-    progress: bool = True,
-) -> TagReport:
+def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress: bool = True, **fields) -> TagReport:
     """Write ``image.txt`` beside every usable image that has none (all of them with ``overwrite_captions``).
 
     ``anime tags``: a WD14 tagger; ``photo captions``: BLIP. New captions start with ``activation_tag``
     and skip ``blacklist_tags``; existing captions are kept, only given the trigger/blacklist edits.
+    A WD14 tagger's vocabulary is saved with the project for the curation step's trigger-word check.
     """
-    project = open_project(project_name)
-    _check_fields(tagging_method, tag_threshold, character_threshold, batch_size)
-    edits = CaptionEdits.from_fields(activation_tag=activation_tag, blacklist_tags=blacklist_tags)
-    anime = tagging_method == "anime tags"
-    report = TagReport(project.name, tagging_method, tagger_model if anime else caption_model)
+    cfg = _config(TagConfig, config, fields)
+    project = open_project(cfg.project_name)
+    edits = cfg.edits
+    anime = cfg.anime
+    report = TagReport(project.name, cfg.tagging_method, cfg.model)
 
-    scan = _scan(project)
+    scan = items.scan(project)
     report.skipped = [p for p in scan.problems if p.rejected]
     if not scan.accepted:
         if scan.problems:
@@ -330,7 +274,7 @@ def tag_dataset(
 
     todo: list[Path] = []
     for info in scan.accepted:
-        old = None if overwrite_captions else read_caption(info.file)
+        old = None if cfg.overwrite_captions else read_caption(info.file)
         if old is None:
             todo.append(info.file)
             continue
@@ -342,7 +286,7 @@ def tag_dataset(
     if todo:
         t0 = time.perf_counter()
         if anime:
-            tagger = _load_tagger(tagger_model)
+            tagger = _load_tagger(cfg.tagger_model)
             vocabulary = tagger.vocabulary()
             report.device = tagger.providers[0]
             load_fn = tagger.load
@@ -355,11 +299,12 @@ def tag_dataset(
                 probs = tagger.predict(stacked)
                 report.seconds_model += time.perf_counter() - t  # the ONNX session alone
                 return [
-                    [t.tag for t in tagger.select(p, tag_threshold, character_threshold, include_ratings)] for p in probs
+                    [t.tag for t in tagger.select(p, cfg.tag_threshold, cfg.character_threshold, cfg.include_ratings)]
+                    for p in probs
                 ]
 
         else:
-            captioner = _load_captioner(caption_model)
+            captioner = _load_captioner(cfg.caption_model)
             report.device = captioner.device
             load_fn = captioner.load
 
@@ -368,19 +313,17 @@ def tag_dataset(
 
                 stacked = torch.stack(batch)
                 t = time.perf_counter()
-                texts = captioner.caption(
-                    stacked, num_beams=caption_beams, min_length=caption_min_length, max_length=caption_max_length
-                )
+                texts = captioner.caption(stacked, num_beams=cfg.caption_beams, min_length=cfg.caption_min_length,
+                                          max_length=cfg.caption_max_length)
                 report.seconds_model += time.perf_counter() - t
                 return [[t] if t else [] for t in texts]
 
         report.seconds_load = time.perf_counter() - t0
-        _stream(todo, load_fn, run, edits, batch_size, workers, progress, report)
-        if anime:
-            global _last_vocabulary
-            _last_vocabulary = vocabulary
+        if anime:  # saved before the long part: a disconnect while tagging still leaves it for curation
+            save_vocabulary(project, cfg.tagger_model, vocabulary)
+        _stream(todo, load_fn, run, edits, cfg.batch_size, workers, progress, report)
 
-    report.warnings += trigger_warnings(edits.trigger, vocabulary or _last_vocabulary)
+    report.warnings += trigger_warnings(edits.trigger, vocabulary or load_vocabulary(project))
     if report.device == "CPUExecutionProvider" and Path("/dev/nvidia0").exists():
         report.warnings.append(
             "A GPU is present but this onnxruntime has no CUDA support, so tagging ran on the CPU. "
@@ -457,22 +400,16 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
 # --- step 3: curate ----------------------------------------------------------------------------
 
 
-def curate_captions(
-    project_name: str,
-    activation_tag: str = "",
-    blacklist_tags: str = "",
-    replace_tags: str = "",
-    global_tags: str = "",
-    *,
-    top: int = 50,
-) -> CurateReport:
+def curate_captions(config: CurateConfig | str, *, top: int = 50, **fields) -> CurateReport:
     """Apply the edits to every caption of a usable image: blacklist, ``old=new`` replacements,
-    global tags, trigger first exactly once, duplicates removed. Rewrites only changed files."""
-    project = open_project(project_name)
-    edits = CaptionEdits.from_fields(activation_tag, blacklist_tags, replace_tags, global_tags)
+    global tags, trigger first exactly once, duplicates removed. Rewrites only changed files.
+    The trigger word is checked against the vocabulary the tagging step saved with the project."""
+    cfg = _config(CurateConfig, config, fields)
+    project = open_project(cfg.project_name)
+    edits = cfg.edits
     report = CurateReport(project.name)
     all_tags = []
-    for info in _scan(project).accepted:
+    for info in items.scan(project).accepted:
         old = read_caption(info.file)
         if old is None:
             report.missing.append(info.file.name)
@@ -481,7 +418,7 @@ def curate_captions(
         (report.changed if changed else report.unchanged).append(info.file.name)
         all_tags.append(split_tags(new))
     report.frequencies = count_tags(all_tags)[:top] if top else count_tags(all_tags)
-    report.warnings += trigger_warnings(edits.trigger, _last_vocabulary)
+    report.warnings += trigger_warnings(edits.trigger, load_vocabulary(project))
     if report.missing:
         report.warnings.append(
             f"{len(report.missing)} usable images have no caption yet ({', '.join(report.missing[:5])}"
@@ -494,14 +431,9 @@ def curate_captions(
 
 
 def captioned_images(project_name: str) -> list[tuple[Path, str]]:
-    """(image, caption) for every usable image that has a caption: what training will use."""
-    project = open_project(project_name)
-    out = []
-    for info in _scan(project).accepted:
-        text = read_caption(info.file)
-        if text is not None:
-            out.append((info.file, text))
-    return out
+    """(image, caption) for every usable image that has a caption: what training will use
+    (``colabkit.dataset.items``, the same list ``colabkit.train.data.scan`` trains on)."""
+    return [(it.path, it.caption) for it in items.training_items(open_project(project_name))]
 
 
 def tag_frequencies(project_name: str) -> list[tuple[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,18 +19,14 @@ import numpy as np
 from PIL import Image
 
 from colabkit.dataset.captions import wd14_tag_text
+from colabkit.dataset.config import WD14Model
 from colabkit.dataset.images import load_rgb, pad_to_square
 from colabkit.errors import ColabkitError
 
 HUB_OWNER = "SmilingWolf"
-KNOWN_TAGGERS = (
-    "wd-eva02-large-tagger-v3",
-    "wd-vit-large-tagger-v3",
-    "wd-vit-tagger-v3",
-    "wd-swinv2-tagger-v3",
-)
-DEFAULT_TAGGER = KNOWN_TAGGERS[0]
 TINY_TAGGER_NAME = "tiny-wd14"
+KNOWN_TAGGERS = tuple(n for n in typing.get_args(WD14Model) if n != TINY_TAGGER_NAME)  # SmilingWolf's v3 names
+DEFAULT_TAGGER = KNOWN_TAGGERS[0]
 MODEL_FILE = "model.onnx"
 TAGS_FILE = "selected_tags.csv"
 

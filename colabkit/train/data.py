@@ -8,17 +8,15 @@ exactly the batches the uninterrupted run would have seen; no iterator state is 
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from colabkit.dataset import images
 from colabkit.dataset.captions import split_tags
+from colabkit.dataset.items import training_set
 from colabkit.errors import ColabkitError
 from colabkit.train.buckets import Fit, fit_to_bucket, make_buckets, nearest_bucket
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,11 @@ class Scan:
     items: list[Item]
     missing_captions: list[Path]
     orphan_captions: list[Path]
-    unreadable: list[tuple[Path, str]]
+    rejected: list[tuple[Path, str]]  # files the dataset check rejects (never trained on): (file, why + the fix)
+
+    @property
+    def unreadable(self) -> list[tuple[Path, str]]:  # the older name
+        return self.rejected
 
     @property
     def bucket_sizes(self) -> list[int]:
@@ -52,38 +54,21 @@ class Scan:
         return h.hexdigest()
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The files the dataset step checks and tags (directly in dataset/, sub-folders unused), images only."""
-    return [p for p in images.image_files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
-
-
 def scan(dataset: Path, resolution: int) -> Scan:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    """The training set of ``dataset/`` as the dataset step defines it (``colabkit.dataset.items``: what the
+    check accepts, with a caption; each image read once), with each image's bucket at ``resolution``."""
     if not dataset.is_dir():
         raise ColabkitError(f"No dataset folder at {dataset}. Create the project with the dataset notebook first.")
     buckets = make_buckets(resolution)
-    items, missing, unreadable = [], [], []
-    paths = image_files(dataset)
-    for path in paths:
-        txt = path.with_suffix(".txt")
-        if not txt.exists():
-            missing.append(path)
-            continue
-        data = path.read_bytes()  # read once: hashed for the cache key, decoded for the size
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = ImageOps.exif_transpose(im).size
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            unreadable.append((path, str(e)))
-            continue
-        caption = ", ".join(split_tags(txt.read_text(encoding="utf-8", errors="replace")))
-        bucket = nearest_bucket(w, h, buckets)
-        items.append(Item(path=path, caption=caption, sha256=hashlib.sha256(data).hexdigest(), size=(w, h),
-                          fit=fit_to_bucket(w, h, bucket)))
-    stems = {p.with_suffix("") for p in paths}
-    orphans = sorted(t for t in dataset.glob("*.txt") if t.with_suffix("") not in stems)
-    return Scan(items=items, missing_captions=missing, orphan_captions=orphans, unreadable=unreadable)
+    found = training_set(dataset, resolution=resolution)
+    items = []
+    for it in found.items:
+        w, h = it.size
+        items.append(Item(path=it.path, caption=", ".join(it.tags), sha256=it.sha256, size=(w, h),
+                          fit=fit_to_bucket(w, h, nearest_bucket(w, h, buckets))))
+    rejected = [(p.file, f"{p.reason}; {p.fix}") for p in found.rejected]
+    return Scan(items=items, missing_captions=found.missing_captions, orphan_captions=found.orphan_captions,
+                rejected=rejected)
 
 
 def activation_tag_of(items: list[Item]) -> str:

@@ -1,6 +1,7 @@
 import pytest
 from PIL import Image, ImageDraw
 
+from colabkit.dataset.items import save_limits
 from colabkit.project import Project
 from colabkit.train.config import TrainConfig
 
@@ -22,6 +23,9 @@ def tiny_project(drive, tiny_sdxl):
     for i in range(4):
         draw(i, (64, 64) if i % 2 else (96, 64)).save(project.dataset / f"d{i}.png")
         (project.dataset / f"d{i}.txt").write_text(f"houtline, outline, {'circle' if i % 2 else 'wide'}, tag{i}")
+    # As if the artist ran the dataset check allowing these tiny drawings (its default rejects under 512 px,
+    # and training uses only what the check accepts), so tests at resolution 1024 still see them.
+    save_limits(project, 32, 4.0)
     return project
 
 

@@ -1,0 +1,52 @@
+"""Typed choices: a setting's allowed values are its ``typing.Literal`` type, read from the type itself.
+
+One list per choice: the config field's annotation is what the notebook's dropdown shows (a test
+compares them), what the generated CLI offers as ``choices``, and what the config validates against.
+``Literal[...] | str`` is an *open* choice: the listed names are suggestions (a dropdown with
+``allow-input``), and any other text (a hub repo, a folder) is accepted and checked where it is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal
+
+
+def choices_of(hint: Any) -> tuple[tuple[Any, ...], bool] | None:
+    """(allowed values, open) for ``Literal[...]`` (closed) or ``Literal[...] | str`` (open); else None."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint), False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        literals = [a for a in args if typing.get_origin(a) is Literal]
+        if len(literals) == 1 and set(args) - set(literals) == {str}:
+            return typing.get_args(literals[0]), True
+    return None
+
+
+def field_choices(cls, name: str) -> tuple[Any, ...]:
+    """The listed values of one Literal-typed field of the dataclass ``cls``."""
+    found = choices_of(typing.get_type_hints(cls)[name])
+    if found is None:
+        raise TypeError(f"{cls.__name__}.{name} is not a Literal choice")
+    return found[0]
+
+
+def choice_problems(config) -> list[str]:
+    """One line per closed-choice field of a dataclass instance whose value is not one of its choices."""
+    hints = typing.get_type_hints(type(config))
+    lines = []
+    for f in dataclasses.fields(config):
+        found = choices_of(hints[f.name])
+        value = getattr(config, f.name)
+        if found is None:
+            continue
+        allowed, open_ = found
+        if open_:
+            if not isinstance(value, str) or not value.strip():
+                lines.append(f"{f.name} is empty: pick one of {', '.join(map(str, allowed))}.")
+        elif value not in allowed:
+            lines.append(f"{f.name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+    return lines

@@ -1,0 +1,166 @@
+"""The training set: which files of ``dataset/`` are trained on, and with which caption.
+
+This is the one definition; the dataset steps (tag, curate, gallery, editor) and training
+(``colabkit.train.data.scan``) all read it from here, so what the dataset notebook shows is what trains.
+
+The rule: an image is trained on when the dataset check accepts it (``images.scan_folder``: directly in
+``dataset/``, decodes, not animated, not an exact copy or a caption clash, within the size and aspect
+limits) and it has a caption ``.txt`` beside it. The limits are the ones the check step last saved for
+the project (``training/dataset_check.json``). A project whose check step never ran uses the check's
+defaults, with ``min_side`` capped at half the training resolution when one is given (never upscaled
+more than 2x; at 1024 px that is the check's own default of 512).
+
+Each file is read once per runtime: its bytes are hashed and decoded from memory, and the answer is
+cached by (path, size, mtime, inode, limits), so checking, tagging, curating and training in one Colab
+session read each image from Drive once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from colabkit import files
+from colabkit.dataset import images as imgs
+from colabkit.dataset.captions import caption_path, split_tags
+from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE, ImageInfo, Problem, ScanResult
+from colabkit.project import Project
+
+CHECK_SETTINGS = "dataset_check.json"  # in training/: the limits chosen in the check step
+
+
+def project_of(where: Project | Path) -> Project:
+    """``where`` as a Project: a Project, or its ``dataset/`` folder (``Loras/<name>/dataset``)."""
+    if isinstance(where, Project):
+        return where
+    dataset = Path(where)
+    return Project(name=dataset.parent.name, root=dataset.parent)
+
+
+# --- the check step's limits ---------------------------------------------------------------------
+
+
+def saved_limits(project: Project) -> tuple[int, float] | None:
+    """(min_side, max_aspect) the check step last saved for this project, or None if it never ran."""
+    try:
+        saved = json.loads((project.training / CHECK_SETTINGS).read_text())
+        return int(saved["min_side"]), float(saved["max_aspect"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_limits(project: Project, min_side: int, max_aspect: float) -> None:
+    if saved_limits(project) != (min_side, max_aspect):
+        files.write_json(project.training / CHECK_SETTINGS, {"min_side": min_side, "max_aspect": max_aspect})
+
+
+def limits(project: Project, resolution: int | None = None) -> tuple[int, float]:
+    """The limits tagging, curation and training apply: the saved ones, else the defaults (see the module doc)."""
+    saved = saved_limits(project)
+    if saved is not None:
+        return saved
+    return (MIN_SIDE if resolution is None else min(MIN_SIDE, max(1, resolution // 2))), MAX_ASPECT
+
+
+# --- reading files (each once per runtime) ---------------------------------------------------------
+
+_INSPECTED: dict[tuple, ImageInfo | Problem] = {}
+
+
+def inspect_cached(path: Path, *, min_side: int, max_aspect: float) -> ImageInfo | Problem:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, min_side, max_aspect)
+    if key not in _INSPECTED:
+        if len(_INSPECTED) > 20_000:
+            _INSPECTED.clear()
+        _INSPECTED[key] = imgs.inspect_file(path, min_side=min_side, max_aspect=max_aspect)
+    return _INSPECTED[key]
+
+
+def scan(project: Project, min_side: int | None = None, max_aspect: float | None = None, *,
+         resolution: int | None = None, progress: bool = False) -> ScanResult:
+    """The check of every file in ``dataset/`` (limits not given: ``limits(project, resolution)``)."""
+    saved_side, saved_aspect = limits(project, resolution)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        def bar(it):
+            return tqdm(it, desc="Checking", unit="file", leave=False)
+
+    return imgs.scan_folder(
+        project.dataset,
+        min_side=saved_side if min_side is None else min_side,
+        max_aspect=saved_aspect if max_aspect is None else max_aspect,
+        progress=bar,
+        inspect=inspect_cached,
+    )
+
+
+def read_caption(image: Path) -> str | None:
+    """The caption text for ``image``, or None when it has none.
+
+    A UTF-8 BOM (Windows Notepad) is dropped, so it never becomes part of the first tag; UTF-16 files
+    (Notepad's "Unicode") are decoded as such; undecodable bytes become U+FFFD rather than an error.
+    """
+    cap = caption_path(image)
+    if not cap.is_file():
+        return None
+    raw = cap.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = raw.decode("utf-16", errors="replace")
+    else:
+        text = raw.decode("utf-8-sig", errors="replace")
+    return text.lstrip("\ufeff").strip()
+
+
+# --- the training set ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    path: Path
+    caption: str  # as written in the .txt (BOM dropped, ends stripped)
+    sha256: str  # of the image file's bytes
+    size: tuple[int, int]  # (width, height) as displayed, i.e. after EXIF rotation
+
+    @property
+    def tags(self) -> list[str]:
+        return split_tags(self.caption)
+
+
+@dataclass
+class TrainingSet:
+    items: list[TrainingItem]
+    missing_captions: list[Path] = field(default_factory=list)  # usable images without a .txt
+    orphan_captions: list[Path] = field(default_factory=list)  # .txt files with no file of that name
+    rejected: list[Problem] = field(default_factory=list)  # what the check rejects: never trained on
+    min_side: int = MIN_SIDE
+    max_aspect: float = MAX_ASPECT
+
+
+def training_set(where: Project | Path, *, resolution: int | None = None, progress: bool = False) -> TrainingSet:
+    """What trains, and what does not and why, for a project (or its ``dataset/`` folder)."""
+    project = project_of(where)
+    min_side, max_aspect = limits(project, resolution)
+    result = scan(project, min_side, max_aspect, progress=progress)
+    out = TrainingSet(items=[], rejected=[p for p in result.problems if p.rejected], min_side=min_side,
+                      max_aspect=max_aspect)
+    for info in result.accepted:
+        text = read_caption(info.file)
+        if text is None:
+            out.missing_captions.append(info.file)
+        else:
+            out.items.append(TrainingItem(info.file, text, info.sha256, (info.width, info.height)))
+    checked, _ = imgs.dataset_files(project.dataset)
+    stems = {p.stem for p in checked}  # exact names, as caption_path pairs them
+    out.orphan_captions = sorted(t for t in project.dataset.glob("*.txt")
+                                 if not t.name.startswith(".") and t.stem not in stems)
+    return out
+
+
+def training_items(where: Project | Path, *, resolution: int | None = None) -> list[TrainingItem]:
+    """The images training uses, with their captions, in name order."""
+    return training_set(where, resolution=resolution).items
