@@ -163,4 +163,6 @@ def loss_weights(alphas_cumprod, timesteps, min_snr_gamma: float, prediction_typ
     s = snr(alphas_cumprod, timesteps)
     if prediction_type == V_PREDICTION:
         return torch.clamp(s, max=min_snr_gamma) / (s + 1)
-    return min_snr_gamma / torch.clamp(s, min=min_snr_gamma)
+    # gamma as a tensor: ``float / tensor`` is computed as reciprocal-then-multiply, which differs in the last bit
+    # from the division earlier runs made (min(SNR, gamma) / SNR); this one is bit-identical to it wherever SNR > 0
+    return torch.full_like(s, min_snr_gamma) / torch.clamp(s, min=min_snr_gamma)

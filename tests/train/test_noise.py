@@ -145,6 +145,17 @@ def test_min_snr_weights_at_the_ends_of_the_plain_schedule():
     assert torch.equal(loss_weights(ac, t, 0, "v_prediction"), torch.ones(2))
 
 
+@pytest.mark.parametrize("gamma", [5.0, 1.5, 3.3])
+def test_epsilon_weights_are_bit_identical_to_the_earlier_formula_where_it_was_defined(gamma):
+    """An epsilon run on the plain schedule must give the same LoRA bit for bit as before this change."""
+    ac = DDPMScheduler(**SDXL_SCHEDULE).alphas_cumprod
+    t = torch.arange(1000)
+    a = ac[t].float()
+    s = a / (1 - a)
+    assert torch.equal(loss_weights(ac, t, gamma, "epsilon"), torch.clamp(s, max=gamma) / s)
+    assert torch.equal(loss_weights(ac, t, gamma, "v_prediction"), torch.clamp(s, max=gamma) / (s + 1))
+
+
 def test_min_snr_weights_refuse_the_file_spelling():
     with pytest.raises(ValueError, match="prediction_type"):
         loss_weights(torch.ones(10) * 0.5, torch.tensor([1]), 5.0, "v")
