@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal, get_args
 
 from colabkit import files
 from colabkit.dataset.images import load_rgb
@@ -92,7 +92,8 @@ class LatentCache:
 
 
 CHUNK = 75  # caption tokens per text-encoder pass: CLIP's 77 positions less BOS and EOS
-MAX_TOKEN_LENGTHS = (75, 150, 225)
+MaxTokenLength = Literal[75, 150, 225]  # TrainConfig.max_token_length: 1, 2 or 3 chunks, as sd-scripts allows
+MAX_TOKEN_LENGTHS = get_args(MaxTokenLength)
 
 
 def token_count(tokenizer, caption: str) -> int:
@@ -121,8 +122,8 @@ def chunked_input_ids(tokenizer, captions: list[str], max_token_length: int):
     if width != CHUNK + 2:
         raise ValueError(f"the tokenizer has {width} positions; chunking expects CLIP's {CHUNK + 2}")
     if n == 1:
-        ids = tokenizer(captions, padding="max_length", max_length=width, truncation=True, return_tensors="pt").input_ids
-        return ids.unsqueeze(1)
+        ids = tokenizer(captions, padding="max_length", max_length=width, truncation=True, return_tensors="pt")
+        return ids.input_ids.unsqueeze(1)
     ids = tokenizer(captions, padding="max_length", max_length=max_token_length + 2, truncation=True,
                     return_tensors="pt").input_ids
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id

@@ -8,11 +8,12 @@ draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Mapping
+from typing import Literal, Mapping, get_args
 
-ZtsnrSetting = Literal["auto", "on", "off"]
-ZTSNR_SETTINGS = ("auto", "on", "off")
-EPSILON, V_PREDICTION = "epsilon", "v_prediction"
+from colabkit.train.models.presets import EPSILON, V_PREDICTION
+
+ZtsnrSetting = Literal["auto", "on", "off"]  # TrainConfig.zero_terminal_snr
+ZTSNR_SETTINGS = get_args(ZtsnrSetting)
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:

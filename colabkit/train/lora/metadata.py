@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Mapping
 
 from colabkit import files
+from colabkit.train.models.presets import EPSILON, PREDICTION_TYPES, V_PREDICTION
 
 NETWORK_MODULE = "networks.lora"
 BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' MODEL_VERSION_SDXL_BASE_V1_0
 ARCHITECTURE = "stable-diffusion-xl-v1-base/lora"  # sd-scripts' sai_model_spec for an SDXL LoRA
 IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"  # sd-scripts: SDXL LoRAs are sgm-style
 SAI_MODEL_SPEC = "1.0.1"
-PREDICTION_TYPES = ("epsilon", "v_prediction")  # the config's spelling; the file says "v" (see build_metadata)
-FILE_PREDICTION_TYPES = {"epsilon": "epsilon", "v_prediction": "v"}  # sd-scripts' PRED_TYPE_EPSILON / PRED_TYPE_V
-MAX_TOKEN_LENGTHS = (75, 150, 225)
+# the config's spellings (models.presets: "epsilon", "v_prediction") -> the file's (sd-scripts' PRED_TYPE_EPSILON / _V)
+FILE_PREDICTION_TYPES = {EPSILON: "epsilon", V_PREDICTION: "v"}
 LEGACY_HASH_START, LEGACY_HASH_LENGTH = 0x100000, 0x10000
 
 
@@ -86,6 +86,7 @@ def build_metadata(
     (``ss_max_token_length`` "None" for the plain 75 tokens).
     """
     from colabkit import __version__
+    from colabkit.train.cache import MAX_TOKEN_LENGTHS
     from colabkit.train.lora.targets import LORA_TYPES
 
     if lora_type not in LORA_TYPES:
@@ -95,7 +96,7 @@ def build_metadata(
     w, h = _resolution(resolution)
     if max_token_length not in MAX_TOKEN_LENGTHS:
         raise ValueError(f"max_token_length must be one of {MAX_TOKEN_LENGTHS}, not {max_token_length!r}")
-    v_pred = prediction_type == "v_prediction"
+    v_pred = prediction_type == V_PREDICTION
     ts = time.time() if timestamp is None else float(timestamp)
 
     meta: dict[str, object] = {
