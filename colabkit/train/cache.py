@@ -106,6 +106,22 @@ def count_long_captions(tokenizer, captions: Iterable[str], limit: int) -> int:
     return sum(1 for c in captions if token_count(tokenizer, c) > limit)
 
 
+def caption_length_check(tokenizer, captions: list[str], max_token_length: int) -> tuple[str, str]:
+    """The preflight line on caption lengths: ("ok" | "warn", message)."""
+    _check_length(max_token_length)
+    n = len(captions)
+    over_75 = count_long_captions(tokenizer, captions, CHUNK)
+    over_max = over_75 if max_token_length == CHUNK else count_long_captions(tokenizer, captions, max_token_length)
+    if over_max:
+        fix = "Set max_token_length to 225 or shorten" if max_token_length < 225 else "Shorten"
+        return "warn", (f"{over_max} of {n} captions exceed {max_token_length} tokens: their last tags are not seen in "
+                        f"training (with shuffle_tags, a different few at each step). {fix} those captions "
+                        "(fewer, more specific tags).")
+    if over_75:
+        return "ok", f"{over_75} of {n} captions exceed 75 tokens; all fit in max_token_length {max_token_length}."
+    return "ok", f"all {n} captions fit in 75 tokens."
+
+
 def chunked_input_ids(tokenizer, captions: list[str], max_token_length: int):
     """Token ids of each caption in 75-token chunks, as sd-scripts' ``TokenizeStrategy._get_input_ids`` makes them
     for ``--max_token_length`` 150/225: [B, max_token_length // 75, 77].

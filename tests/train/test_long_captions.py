@@ -10,6 +10,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from colabkit.train.cache import (
     TextCache,
+    caption_length_check,
     chunked_input_ids,
     count_long_captions,
     encode_prompts,
@@ -66,6 +67,19 @@ def test_token_count_and_long_caption_count(te):
     assert count_long_captions(tok, captions, 75) == 3
     assert count_long_captions(tok, captions, 225) == 1
     assert count_long_captions(tok, [], 75) == 0
+
+
+def test_preflight_line_on_caption_lengths(te):
+    tok = te[0][0]
+    captions = [tags(5), tags(15), tags(16), tags(40), tags(60)]  # 24, 74, 79, 199, 299 tokens
+    level, msg = caption_length_check(tok, captions, 225)
+    assert level == "warn" and msg.startswith("1 of 5 captions exceed 225 tokens") and "Shorten those" in msg
+    level, msg = caption_length_check(tok, captions, 75)
+    assert level == "warn" and msg.startswith("3 of 5 captions exceed 75 tokens")
+    assert "Set max_token_length to 225 or shorten those captions" in msg
+    assert caption_length_check(tok, captions[:4], 225) == ("ok", "2 of 4 captions exceed 75 tokens; all fit in "
+                                                                  "max_token_length 225.")
+    assert caption_length_check(tok, captions[:2], 150) == ("ok", "all 2 captions fit in 75 tokens.")
 
 
 @pytest.mark.parametrize("length", [150, 225])
