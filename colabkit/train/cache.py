@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal, get_args
 
 from colabkit import files
 from colabkit.dataset.images import load_rgb
@@ -91,31 +91,127 @@ class LatentCache:
         return {(i, f): load_file(self.path(it, f))["latent"] for i, it in enumerate(items) for f in flips}
 
 
-def encode_prompts(captions: list[str], tokenizers, text_encoders, device):
-    """SDXL text conditioning: both encoders' penultimate hidden states side by side, plus the pooled
-    projection of the second. Returns (prompt_embeds [B, 77, 2048], pooled [B, 1280])."""
+CHUNK = 75  # caption tokens per text-encoder pass: CLIP's 77 positions less BOS and EOS
+MaxTokenLength = Literal[75, 150, 225]  # TrainConfig.max_token_length: 1, 2 or 3 chunks, as sd-scripts allows
+MAX_TOKEN_LENGTHS = get_args(MaxTokenLength)
+
+
+def token_count(tokenizer, caption: str) -> int:
+    """How many tokens ``caption`` has for the text encoder, BOS/EOS not counted (what max_token_length limits)."""
+    return len(tokenizer(caption, add_special_tokens=False, truncation=False, verbose=False).input_ids)
+
+
+def count_long_captions(tokenizer, captions: Iterable[str], limit: int) -> int:
+    """How many captions have more than ``limit`` tokens (the rest of each is not seen in training)."""
+    return sum(1 for c in captions if token_count(tokenizer, c) > limit)
+
+
+def caption_length_check(tokenizer, captions: list[str], max_token_length: int) -> tuple[str, str]:
+    """The preflight line on caption lengths: ("ok" | "warn", message)."""
+    _check_length(max_token_length)
+    n = len(captions)
+    over_75 = count_long_captions(tokenizer, captions, CHUNK)
+    over_max = over_75 if max_token_length == CHUNK else count_long_captions(tokenizer, captions, max_token_length)
+    if over_max:
+        fix = "Set max_token_length to 225 or shorten" if max_token_length < 225 else "Shorten"
+        return "warn", (f"{over_max} of {n} captions exceed {max_token_length} tokens: their last tags are not seen in "
+                        f"training (with shuffle_tags, a different few at each step). {fix} those captions "
+                        "(fewer, more specific tags).")
+    if over_75:
+        return "ok", f"{over_75} of {n} captions exceed 75 tokens; all fit in max_token_length {max_token_length}."
+    return "ok", f"all {n} captions fit in 75 tokens."
+
+
+def chunked_input_ids(tokenizer, captions: list[str], max_token_length: int):
+    """Token ids of each caption in 75-token chunks, as sd-scripts' ``TokenizeStrategy._get_input_ids`` makes them
+    for ``--max_token_length`` 150/225: [B, max_token_length // 75, 77].
+
+    The caption is tokenized once to BOS + max_token_length tokens + EOS (cut there, padded), then each chunk is
+    BOS + its 75 tokens + the padded sequence's last id. For a tokenizer that pads with something other than EOS
+    (SDXL's second one pads with '!'), a chunk whose text runs to its end gets EOS as its last id, and an empty
+    chunk (BOS then padding) gets EOS after its BOS, so every chunk has an EOS to pool at.
+    """
     import torch
+
+    _check_length(max_token_length)
+    n, width = max_token_length // CHUNK, tokenizer.model_max_length
+    if width != CHUNK + 2:
+        raise ValueError(f"the tokenizer has {width} positions; chunking expects CLIP's {CHUNK + 2}")
+    if n == 1:
+        ids = tokenizer(captions, padding="max_length", max_length=width, truncation=True, return_tensors="pt")
+        return ids.input_ids.unsqueeze(1)
+    ids = tokenizer(captions, padding="max_length", max_length=max_token_length + 2, truncation=True,
+                    return_tensors="pt").input_ids
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    chunks = []
+    for k in range(n):
+        chunk = torch.cat([ids[:, :1], ids[:, 1 + k * CHUNK:1 + (k + 1) * CHUNK], ids[:, -1:]], dim=1)
+        if pad != eos:
+            runs_to_end = (chunk[:, -2] != eos) & (chunk[:, -2] != pad)
+            chunk[runs_to_end, -1] = eos
+            chunk[chunk[:, 1] == pad, 1] = eos
+        chunks.append(chunk)
+    return torch.stack(chunks, dim=1)
+
+
+def encode_prompts(captions: list[str], tokenizers, text_encoders, device, max_token_length: int = 75):
+    """SDXL text conditioning: both encoders' penultimate hidden states side by side, plus the pooled
+    projection of the second. Returns (prompt_embeds [B, L, 2048], pooled [B, 1280]).
+
+    ``max_token_length`` 75: the standard 77 positions (L = 77), the caption cut after 75 tokens.
+    150/225: sd-scripts' SDXL long-caption encoding (``SdxlTextEncodingStrategy._get_hidden_states_sdxl``): each
+    75-token chunk (``chunked_input_ids``) is encoded on its own by both encoders, and the hidden states are
+    joined as the first chunk's BOS, every chunk's 75 inner positions and the last chunk's final position
+    (L = max_token_length + 2: 152 or 227). The inner BOS/EOS are dropped (A1111 keeps all 77 per chunk, 231).
+    The pooled output is the first chunk's, as sd-scripts takes it. The UNet's cross-attention takes any L.
+    """
+    import torch
+
+    _check_length(max_token_length)
+    if max_token_length == CHUNK:
+        hidden, pooled = [], None
+        for tokenizer, encoder in zip(tokenizers, text_encoders):
+            ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids.to(device)
+            out = encoder(ids, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+            if hasattr(out, "text_embeds"):
+                pooled = out.text_embeds
+        return torch.cat(hidden, dim=-1), pooled
 
     hidden, pooled = [], None
     for tokenizer, encoder in zip(tokenizers, text_encoders):
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(device)
-        out = encoder(ids, output_hidden_states=True)
-        hidden.append(out.hidden_states[-2])
+        ids = chunked_input_ids(tokenizer, captions, max_token_length)
+        b, n, width = ids.shape
+        out = encoder(ids.reshape(b * n, width).to(device), output_hidden_states=True)
+        h = out.hidden_states[-2].reshape(b, n * width, -1)
+        pieces = [h[:, :1]] + [h[:, k * width + 1:k * width + 1 + CHUNK] for k in range(n)] + [h[:, -1:]]
+        hidden.append(torch.cat(pieces, dim=1))
         if hasattr(out, "text_embeds"):
-            pooled = out.text_embeds
+            pooled = out.text_embeds.reshape(b, n, -1)[:, 0]
     return torch.cat(hidden, dim=-1), pooled
 
 
-class TextCache:
-    """Embeddings of fixed captions (no tag shuffle), in memory and on disk beside the latents."""
+def _check_length(max_token_length: int) -> None:
+    if max_token_length not in MAX_TOKEN_LENGTHS:
+        raise ValueError(f"max_token_length must be one of {MAX_TOKEN_LENGTHS}, not {max_token_length!r}")
 
-    def __init__(self, folder: Path, model_key: str):
+
+class TextCache:
+    """Embeddings of fixed captions (no tag shuffle), in memory and on disk beside the latents.
+
+    An entry is named by the model key, the caption and ``max_token_length`` (which changes the embeddings'
+    length and content), so changing the setting re-encodes instead of loading the other length.
+    """
+
+    def __init__(self, folder: Path, model_key: str, max_token_length: int = 75):
+        _check_length(max_token_length)
         self.folder = folder
         self.model_key = model_key
+        self.max_token_length = max_token_length
 
     def path(self, caption: str) -> Path:
-        key = hashlib.sha256(f"{self.model_key}\0{caption}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{self.model_key}\0tokens={self.max_token_length}\0{caption}".encode()).hexdigest()[:32]
         return self.folder / f"text-{key}.safetensors"
 
     def build(self, captions: list[str], tokenizers, text_encoders, device, progress: Progress = _identity) -> int:
@@ -124,7 +220,7 @@ class TextCache:
         todo = sorted({c for c in captions if not self.path(c).exists()})
         for caption in progress(todo):
             with torch.no_grad():
-                embeds, pooled = encode_prompts([caption], tokenizers, text_encoders, device)
+                embeds, pooled = encode_prompts([caption], tokenizers, text_encoders, device, self.max_token_length)
             files.save_safetensors(self.path(caption), {"embeds": embeds[0].float().cpu().contiguous(),
                                                         "pooled": pooled[0].float().cpu().contiguous()})
         return len(todo)

@@ -1,8 +1,19 @@
-"""The diffusion maths of one training step (pure tensor functions)."""
+"""The diffusion maths of one training step (pure tensor functions).
+
+Noise is a pure function of (seed, step, micro): every random draw of a step, the multires noise's
+resize factors included, comes from one ``torch.Generator`` seeded by ``step_seed``, so a resumed run
+draws exactly what the uninterrupted run drew.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Literal, Mapping, get_args
+
+from colabkit.train.models.presets import EPSILON, V_PREDICTION
+
+ZtsnrSetting = Literal["auto", "on", "off"]  # TrainConfig.zero_terminal_snr
+ZTSNR_SETTINGS = get_args(ZtsnrSetting)
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:
@@ -14,37 +25,145 @@ def step_seed(seed: int, step: int, micro: int) -> int:
 def sample_noise(shape, generator, noise_offset: float = 0.0, multires_iterations: int = 0,
                  multires_discount: float = 0.3):
     """Gaussian noise, optionally with an offset (learn darker/brighter images) and pyramid
-    ("multires") noise (learn low frequencies); drawn on the CPU so every device gets the same."""
-    import torch
-    import torch.nn.functional as F
+    ("multires") noise (learn low frequencies); drawn on the CPU so every device gets the same.
 
-    b, c, h, w = shape
+    The order of the draws is sd-scripts' (``get_noise_noisy_latents_and_timesteps``): the noise, then
+    the offset, then the pyramid on top of both.
+    """
+    import torch
+
+    b, c, _, _ = shape
     noise = torch.randn(shape, generator=generator)
     if noise_offset:
         noise = noise + noise_offset * torch.randn((b, c, 1, 1), generator=generator)
-    for i in range(multires_iterations):
-        r = 2 ** (i + 1)
-        if h // r < 1 or w // r < 1:
-            break
-        low = torch.randn((b, c, h // r, w // r), generator=generator)
-        noise = noise + F.interpolate(low, size=(h, w), mode="bilinear") * multires_discount ** (i + 1)
     if multires_iterations:
-        noise = noise / noise.std()  # keep unit variance, as the sampler expects
+        noise = pyramid_noise(noise, generator, multires_iterations, multires_discount)
     return noise
 
 
+def pyramid_noise(noise, generator, iterations: int, discount: float):
+    """Multires ("pyramid") noise with sd-scripts' semantics (``pyramid_noise_like``), its randomness
+    taken from ``generator`` instead of Python's and torch's global generators.
+
+    Level i (i = 0, 1, ...) adds Gaussian noise drawn at the size divided by r**i, with a fresh
+    r uniform in [2, 4) per level, upsampled bilinearly to the full size and weighted discount**i;
+    level 0 is therefore a second full-resolution draw at weight 1. It stops after a level that reached
+    1 pixel on either side. The sum is divided by its standard deviation (over the whole batch, as
+    sd-scripts does) so the sampler still sees roughly unit-variance noise. Returns a new tensor.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = noise.shape
+    out = noise.clone()
+    for i in range(iterations):
+        # sd-scripts draws r with random.random() (a double) at every level, level 0 included where it has no effect
+        r = 2.0 + 2.0 * torch.rand((), generator=generator, dtype=torch.float64).item()
+        hn, wn = max(1, int(h / r**i)), max(1, int(w / r**i))
+        low = torch.randn((b, c, hn, wn), generator=generator)
+        out = out + F.interpolate(low, size=(h, w), mode="bilinear") * discount**i
+        if hn == 1 or wn == 1:
+            break  # the coarsest level is one pixel
+    return out / out.std()
+
+
+# -- zero terminal SNR ---------------------------------------------------------------------------------
+
+def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool) -> bool:
+    """Whether to train on the zero-terminal-SNR schedule (Lin et al. 2023).
+
+    "on"/"off" force it. "auto": on when the model says it was trained that way (a ``ztsnr`` marker
+    tensor in the checkpoint, or ``rescale_betas_zero_snr`` in a diffusers folder's scheduler config:
+    ``ResolvedModel.zero_terminal_snr``), and on for every v-prediction model, as the v-pred SDXL models
+    (NoobAI-XL v-pred and its merges) are trained and as their trainers recommend.
+    """
+    if setting not in ZTSNR_SETTINGS:
+        raise ValueError(f"zero_terminal_snr must be one of {ZTSNR_SETTINGS}, not {setting!r}")
+    if prediction_type not in (EPSILON, V_PREDICTION):
+        raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, not {prediction_type!r}")
+    if setting != "auto":
+        return setting == "on"
+    return bool(model_ztsnr) or prediction_type == V_PREDICTION
+
+
+def ztsnr_warning(prediction_type: str, ztsnr: bool) -> str | None:
+    """What to tell the user about an epsilon model on the zero-terminal-SNR schedule (None when fine).
+
+    At t = 999 the schedule's SNR is exactly 0: the noisy latent is the noise itself, so an epsilon model
+    is asked to return its input (a step that teaches nothing), and a sampler cannot recover the image
+    from an epsilon prediction at infinite noise. The training maths stays finite (the min-SNR weight
+    there is its limit, 1; see ``loss_weights``), nothing is clamped, and timesteps are drawn as without
+    ZTSNR, as sd-scripts does; it warns the same way (train_util: "zero_terminal_snr is enabled, but
+    v_parameterization is not enabled").
+    """
+    if ztsnr and prediction_type == EPSILON:
+        return ("zero-terminal SNR is on for an epsilon-prediction model: at the last timestep (pure noise) an "
+                "epsilon model cannot tell the image apart, so those steps teach nothing and the LoRA may not "
+                "match how the model samples. Use zero_terminal_snr=off, or a v-prediction model.")
+    return None
+
+
+def zero_terminal_snr_betas(betas):
+    """``betas`` rescaled so the last timestep's SNR is exactly 0 (Lin et al. 2023, Algorithm 1), by
+    diffusers' own implementation (what ``rescale_betas_zero_snr=True`` applies in its schedulers)."""
+    from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
+
+    return rescale_zero_terminal_snr(betas.clone())
+
+
+def training_scheduler(config: Mapping, prediction_type: str, ztsnr: bool):
+    """The training noise schedule (a DDPMScheduler) from a scheduler config: the base model's betas,
+    ``prediction_type`` set, rescaled to zero terminal SNR when ``ztsnr``. Built afresh, so a config that
+    already carried ``rescale_betas_zero_snr`` is turned off again when ``ztsnr`` is False."""
+    from diffusers import DDPMScheduler
+    from diffusers.utils import logging as dlog
+
+    cfg = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    cfg.update(prediction_type=prediction_type, rescale_betas_zero_snr=bool(ztsnr))
+    old = dlog.get_verbosity()
+    dlog.set_verbosity_error()  # SDXL's config carries Euler-only keys DDPM ignores; not the user's concern
+    try:
+        return DDPMScheduler.from_config(cfg)
+    finally:
+        dlog.set_verbosity(old)
+
+
+def noisy_and_target(scheduler, latents, noise, timesteps, prediction_type: str):
+    """(noisy latents, training target) for ``prediction_type``. Finite at every timestep, t = 999 of a
+    zero-terminal-SNR schedule included: there alpha_bar = 0, so noisy = noise, and the v target is -latents."""
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    if prediction_type == EPSILON:
+        return noisy, noise
+    if prediction_type == V_PREDICTION:
+        return noisy, scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, not {prediction_type!r}")
+
+
+# -- loss weights --------------------------------------------------------------------------------------
+
 def snr(alphas_cumprod, timesteps):
+    """alpha_bar / (1 - alpha_bar): 0 at t = 999 of a zero-terminal-SNR schedule, finite everywhere else."""
     a = alphas_cumprod.to(timesteps.device)[timesteps].float()
     return a / (1 - a)
 
 
 def loss_weights(alphas_cumprod, timesteps, min_snr_gamma: float, prediction_type: str):
-    """Min-SNR-gamma weights (Hang et al. 2023): easy, low-noise steps stop dominating the loss."""
+    """Min-SNR-gamma weights (Hang et al. 2023): easy, low-noise steps stop dominating the loss.
+
+    epsilon: min(SNR, gamma) / SNR; v-prediction: min(SNR, gamma) / (SNR + 1) (its target already
+    carries a (SNR + 1) factor). The epsilon form is computed as gamma / max(SNR, gamma), the same value
+    for SNR > 0 and its limit, 1, at SNR = 0 (t = 999 with zero terminal SNR), where sd-scripts'
+    ``apply_snr_weight`` divides 0 by 0 and the loss becomes NaN.
+    """
     import torch
 
+    if prediction_type not in (EPSILON, V_PREDICTION):
+        raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, not {prediction_type!r}")
     if not min_snr_gamma:
         return torch.ones(len(timesteps), device=timesteps.device)
     s = snr(alphas_cumprod, timesteps)
-    clipped = torch.clamp(s, max=min_snr_gamma)
-    # For v-prediction the target already carries a (snr + 1) factor.
-    return clipped / (s + 1) if prediction_type == "v_prediction" else clipped / s
+    if prediction_type == V_PREDICTION:
+        return torch.clamp(s, max=min_snr_gamma) / (s + 1)
+    # gamma as a tensor: ``float / tensor`` is computed as reciprocal-then-multiply, which differs in the last bit
+    # from the division earlier runs made (min(SNR, gamma) / SNR); this one is bit-identical to it wherever SNR > 0
+    return torch.full_like(s, min_snr_gamma) / torch.clamp(s, min=min_snr_gamma)

@@ -21,15 +21,100 @@ def default_prompts(activation_tag: str, frequency: dict[str, int], n: int = 3) 
     return [p for p in prompts if p][:n]
 
 
+ZTSNR_GUIDANCE_RESCALE = 0.7  # Lin et al. 2023 sec. 3.4 and diffusers' advice for zero-terminal-SNR models
+
+
+def preview_settings(scheduler_config, prediction_type: str | None = None,
+                     zero_terminal_snr: bool | None = None) -> tuple[str, bool]:
+    """(prediction_type, zero_terminal_snr) for previews: as given, else what the training schedule says."""
+    cfg = dict(scheduler_config)
+    pred = prediction_type or cfg.get("prediction_type", "epsilon")
+    ztsnr = bool(cfg.get("rescale_betas_zero_snr", False)) if zero_terminal_snr is None else bool(zero_terminal_snr)
+    return pred, ztsnr
+
+
+def preview_scheduler(scheduler_config, prediction_type: str, zero_terminal_snr: bool):
+    """The previews' sampler: Euler on the training schedule's betas, predicting what the model predicts.
+
+    With zero terminal SNR the schedule is rescaled the same way and the steps are spaced "trailing", so sampling
+    starts at t = 999, the pure-noise step the model learnt (Lin et al. 2023 sec. 3.3; with SDXL's "leading"
+    spacing the first step is t = 751 at 4 steps, and the image starts from noise the model never saw there).
+    """
+    from diffusers import EulerDiscreteScheduler
+
+    cfg = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
+    cfg.update(prediction_type=prediction_type, rescale_betas_zero_snr=bool(zero_terminal_snr))
+    if zero_terminal_snr:
+        cfg["timestep_spacing"] = "trailing"
+    return EulerDiscreteScheduler.from_config(cfg)
+
+
+def guidance_rescale(zero_terminal_snr: bool) -> float:
+    """Classifier-free guidance rescale: 0.7 for zero-terminal-SNR models (without it their images come out
+    over-exposed, Lin et al. 2023 sec. 3.4), 0 (off, diffusers' default) otherwise."""
+    return ZTSNR_GUIDANCE_RESCALE if zero_terminal_snr else 0.0
+
+
+def preview_token_length(tokenizer, prompts: list[str], max_token_length: int) -> int:
+    """Chunks enough for the longest prompt, at most ``max_token_length``: a short prompt is encoded in 77 tokens,
+    as A1111/Forge and ComfyUI encode it (and as sd-scripts' preview pipeline pads only to what is needed)."""
+    from colabkit.train.cache import CHUNK, token_count
+
+    longest = max((token_count(tokenizer, p) for p in prompts), default=0)
+    return min(max_token_length, CHUNK * max(1, -(-longest // CHUNK)))
+
+
+def preview_pipeline(parts, unet, prediction_type: str, zero_terminal_snr: bool):
+    """An SDXL pipeline over the weights already in memory, with the previews' sampler."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline(
+        vae=parts.vae, text_encoder=parts.text_encoder, text_encoder_2=parts.text_encoder_2,
+        tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=unet,
+        scheduler=preview_scheduler(parts.noise_scheduler.config, prediction_type, zero_terminal_snr))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def render(pipe, prompts: list[str], resolution: int, steps: int, seed: int, device, *, zero_terminal_snr: bool,
+           max_token_length: int = 75) -> list:
+    """Decoded images ([3, H, W] float tensors, about -1..1), one per prompt, seed + i for prompt i."""
+    import torch
+
+    from colabkit.train.cache import encode_prompts
+
+    encoders = [pipe.text_encoder, pipe.text_encoder_2]
+    tokenizers = [pipe.tokenizer, pipe.tokenizer_2]
+    vae = pipe.vae
+    out = []
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            # Encoded as training encodes captions (long prompts in 75-token chunks); the negative to the same length
+            n = preview_token_length(pipe.tokenizer, [prompt, NEGATIVE], max_token_length)
+            embeds, pooled = encode_prompts([prompt], tokenizers, encoders, device, n)
+            neg, neg_pooled = encode_prompts([NEGATIVE], tokenizers, encoders, device, n)
+            latents = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
+                           negative_pooled_prompt_embeds=neg_pooled, height=resolution, width=resolution,
+                           num_inference_steps=steps, guidance_scale=7.0,
+                           guidance_rescale=guidance_rescale(zero_terminal_snr), output_type="latent",
+                           generator=torch.Generator().manual_seed(seed + i)).images
+            # Decoded here, in the VAE's own dtype (fp32 unless fp16-fix) and outside any autocast:
+            # the stock SDXL VAE turns fp16 activations into NaN, i.e. black previews.
+            out.append(vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample[0].float())
+    return out
+
+
 def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resolution: int, steps: int,
-                  seed: int, device) -> Path:
+                  seed: int, device, *, prediction_type: str | None = None, zero_terminal_snr: bool | None = None,
+                  max_token_length: int = 75) -> Path:
     """Render the prompts with a fixed seed and save them and their grid; returns the grid's path.
 
-    The VAE and text encoders visit the GPU only for this and go back where they were.
+    ``prediction_type``/``zero_terminal_snr`` default to what the training schedule (``parts.noise_scheduler``)
+    says. The VAE and text encoders visit the GPU only for this and go back where they were.
     """
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
+    prediction, ztsnr = preview_settings(parts.noise_scheduler.config, prediction_type, zero_terminal_snr)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the training step's freed activations, before sampling allocates
     movable = [parts.vae, parts.text_encoder, parts.text_encoder_2]
@@ -39,22 +124,10 @@ def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resol
     was_training = unet.training
     unet.eval()
     try:
-        pipe = StableDiffusionXLPipeline(
-            vae=parts.vae, text_encoder=parts.text_encoder, text_encoder_2=parts.text_encoder_2,
-            tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=unet,
-            scheduler=EulerDiscreteScheduler.from_config(parts.noise_scheduler.config))
-        pipe.set_progress_bar_config(disable=True)
-        images = []
-        vae = parts.vae
-        with torch.no_grad():
-            for i, prompt in enumerate(prompts):
-                latents = pipe(prompt, negative_prompt=NEGATIVE, height=resolution, width=resolution,
-                               num_inference_steps=steps, guidance_scale=7.0, output_type="latent",
-                               generator=torch.Generator().manual_seed(seed + i)).images
-                # Decoded here, in the VAE's own dtype (fp32 unless fp16-fix) and outside any autocast:
-                # the stock SDXL VAE turns fp16 activations into NaN, i.e. black previews.
-                pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-                images.append(pipe.image_processor.postprocess(pixels.float(), output_type="pil")[0])
+        pipe = preview_pipeline(parts, unet, prediction, ztsnr)
+        pixels = render(pipe, prompts, resolution, steps, seed, device, zero_terminal_snr=ztsnr,
+                        max_token_length=max_token_length)
+        images = [pipe.image_processor.postprocess(p[None], output_type="pil")[0] for p in pixels]
         del pipe
     finally:
         unet.train(was_training)

@@ -60,6 +60,8 @@ def test_metadata_values():
         "modelspec.title": "houtline",
         "modelspec.resolution": "1024x1024",
         "modelspec.prediction_type": "epsilon",
+        "ss_zero_terminal_snr": "False",
+        "ss_max_token_length": "None",
         "modelspec.trigger_phrase": "houtline",
         "modelspec.date": "2026-01-01T00:00:00",
     }
@@ -71,7 +73,7 @@ def test_metadata_values():
 
 
 def test_metadata_locon_vpred_and_extra():
-    m = meta(lora_type="LoCon", conv_dim=4, conv_alpha=1, prediction_type="v", resolution=(896, 1152),
+    m = meta(lora_type="LoCon", conv_dim=4, conv_alpha=1, prediction_type="v_prediction", resolution=(896, 1152),
              text_encoder_lr=None, extra={"ss_optimizer": "AdamW8bit", "ss_bucket_info": {"buckets": {}}})
     assert json.loads(m["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "1.0"}
     assert m["ss_base_model_version"] == "sdxl_base_v1-0_v"
@@ -85,12 +87,27 @@ def test_metadata_locon_vpred_and_extra():
 
     with pytest.raises(ValueError):
         meta(extra={"ss_network_alpha": "1"})  # extra may not contradict what was computed
-    with pytest.raises(ValueError):
-        meta(prediction_type="v_prediction")
+    with pytest.raises(ValueError, match="prediction_type"):
+        meta(prediction_type="v")  # the file's spelling is made here, never passed in
     with pytest.raises(ValueError):
         meta(lora_type="LoHa")
     with pytest.raises(ValueError):
         meta(conv_dim=4)  # LoRA has no conv
+
+
+def test_metadata_v_prediction_ztsnr_and_long_captions_in_the_files_spelling():
+    """The config's spellings in, sd-scripts' out: what A1111/Forge and Civitai read to pick the v sampler."""
+    m = meta(prediction_type="v_prediction", zero_terminal_snr=True, max_token_length=225)
+    assert m["modelspec.prediction_type"] == "v"
+    assert m["ss_v_parameterization"] == "True"
+    assert m["ss_base_model_version"] == "sdxl_base_v1-0_v"
+    assert m["ss_zero_terminal_snr"] == "True"  # sd-scripts' key and str(bool), as train_network.py writes it
+    assert m["ss_max_token_length"] == "225"
+    eps = meta(prediction_type="epsilon", max_token_length=150)
+    assert eps["modelspec.prediction_type"] == "epsilon" and eps["ss_v_parameterization"] == "False"
+    assert eps["ss_zero_terminal_snr"] == "False" and eps["ss_max_token_length"] == "150"
+    with pytest.raises(ValueError, match="max_token_length"):
+        meta(max_token_length=77)
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Mapping
 
 from colabkit import files
+from colabkit.train.models.presets import EPSILON, PREDICTION_TYPES, V_PREDICTION
 
 NETWORK_MODULE = "networks.lora"
 BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' MODEL_VERSION_SDXL_BASE_V1_0
 ARCHITECTURE = "stable-diffusion-xl-v1-base/lora"  # sd-scripts' sai_model_spec for an SDXL LoRA
 IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"  # sd-scripts: SDXL LoRAs are sgm-style
 SAI_MODEL_SPEC = "1.0.1"
-PREDICTION_TYPES = ("epsilon", "v")
+# the config's spellings (models.presets: "epsilon", "v_prediction") -> the file's (sd-scripts' PRED_TYPE_EPSILON / _V)
+FILE_PREDICTION_TYPES = {EPSILON: "epsilon", V_PREDICTION: "v"}
 LEGACY_HASH_START, LEGACY_HASH_LENGTH = 0x100000, 0x10000
 
 
@@ -69,14 +71,22 @@ def build_metadata(
     conv_dim: int | None = None,
     conv_alpha: float | None = None,
     timestamp: float | None = None,
+    zero_terminal_snr: bool = False,
+    max_token_length: int = 75,
 ) -> dict[str, str]:
     """Metadata for a LoRA file, all values strings.
 
     ``conv_dim``/``conv_alpha`` (LoCon only) default to ``network_dim``/``network_alpha``. ``timestamp``
     (seconds since the epoch, default now) gives ``modelspec.date``. ``extra`` adds keys; it may not
     replace one computed here. ``text_encoder_lr`` None is written "None", as sd-scripts does.
+
+    ``prediction_type`` takes the config's spelling, "epsilon" or "v_prediction"; only here is it turned into the
+    file's: ``modelspec.prediction_type`` "v" and ``ss_v_parameterization`` True. ``zero_terminal_snr`` and
+    ``max_token_length`` are recorded as sd-scripts' train_network.py records its options of those names
+    (``ss_max_token_length`` "None" for the plain 75 tokens).
     """
     from colabkit import __version__
+    from colabkit.train.cache import MAX_TOKEN_LENGTHS
     from colabkit.train.lora.targets import LORA_TYPES
 
     if lora_type not in LORA_TYPES:
@@ -84,7 +94,9 @@ def build_metadata(
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
     w, h = _resolution(resolution)
-    v_pred = prediction_type == "v"
+    if max_token_length not in MAX_TOKEN_LENGTHS:
+        raise ValueError(f"max_token_length must be one of {MAX_TOKEN_LENGTHS}, not {max_token_length!r}")
+    v_pred = prediction_type == V_PREDICTION
     ts = time.time() if timestamp is None else float(timestamp)
 
     meta: dict[str, object] = {
@@ -109,13 +121,15 @@ def build_metadata(
         "ss_epoch": int(epoch),
         "ss_steps": int(steps),
         "ss_seed": int(seed),
+        "ss_zero_terminal_snr": bool(zero_terminal_snr),
+        "ss_max_token_length": None if max_token_length == 75 else int(max_token_length),
         "ss_training_finished_at": ts,
         "modelspec.sai_model_spec": SAI_MODEL_SPEC,
         "modelspec.architecture": ARCHITECTURE,
         "modelspec.implementation": IMPLEMENTATION,
         "modelspec.title": output_name,
         "modelspec.resolution": f"{w}x{h}",
-        "modelspec.prediction_type": prediction_type,
+        "modelspec.prediction_type": FILE_PREDICTION_TYPES[prediction_type],
         # ISO 8601 as sd-scripts writes it (no zone; UTC here, which is Colab's local time too)
         "modelspec.date": datetime.datetime.fromtimestamp(int(ts), tz=datetime.timezone.utc)
         .replace(tzinfo=None)
