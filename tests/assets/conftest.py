@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from colabkit.project import Project
+
+
+def save_random_lora(tiny, path, seed: int, scale: float = 0.5):
+    """A kohya-format SDXL LoRA on tiny-sdxl's UNet with random (non-zero) weights, saved as training does."""
+    from diffusers import UNet2DConditionModel
+
+    from colabkit.train.lora import add_lora, build_metadata, export_kohya, lora_parameters, save_lora, unet_targets
+
+    unet = UNet2DConditionModel.from_pretrained(tiny / "unet")
+    torch.manual_seed(seed)
+    add_lora(unet, unet_targets(unet, "LoRA"), 4, 4.0)
+    with torch.no_grad():
+        for p in lora_parameters(unet):
+            p.copy_(torch.randn_like(p) * scale)
+    meta = build_metadata(
+        output_name=path.stem, network_dim=4, network_alpha=4.0, lora_type="LoRA", resolution=64, num_train_images=8,
+        tag_frequency={"2_houtline": {"houtline": 4, "outline": 4, "circle": 2, "magic tree": 3}},
+        activation_tag="houtline", base_model_name="tiny-sdxl", prediction_type="epsilon", unet_lr=1e-3,
+        text_encoder_lr=0.0, epoch=seed, steps=8, seed=seed)
+    return save_lora(path, export_kohya(unet, alpha=4.0), meta)
+
+
+@pytest.fixture
+def lora_project(drive, tiny_sdxl):
+    """A project with captions and two epoch LoRA files plus a final one (random weights, kohya format)."""
+    project = Project.at("houtline").create()
+    for i in range(3):
+        (project.dataset / f"d{i}.txt").write_text(f"houtline, outline, tag{i}")
+    save_random_lora(tiny_sdxl, project.output / "houtline-01.safetensors", 1)
+    save_random_lora(tiny_sdxl, project.output / "houtline.safetensors", 2)
+    return project
