@@ -11,11 +11,11 @@ LABEL_W, HEADER_H = 200, 28
 
 
 def labelled_grid(cells: list[list], row_labels: list[str], col_labels: list[str], side: int):
-    """cells[r][c] are PIL pictures; each is shrunk to fit ``side`` px, rows and columns are labelled."""
+    """cells[r][c] are PIL pictures, each scaled so its longest side is ``side`` px; rows and columns labelled."""
     from PIL import Image, ImageDraw, ImageFont
 
     w0, h0 = cells[0][0].size
-    scale = min(1.0, side / max(w0, h0))
+    scale = side / max(w0, h0)
     cw, ch = max(1, round(w0 * scale)), max(1, round(h0 * scale))
     cols, rows = len(col_labels), len(row_labels)
     grid = Image.new("RGB", (LABEL_W + cols * cw, HEADER_H + rows * ch), "white")

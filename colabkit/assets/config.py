@@ -173,7 +173,7 @@ class CutoutConfig(_Config):
     input_folder: str = ""  # any folder of pictures (made anywhere); "": <project>/output/generated
     output_folder: str = ""  # "": <project>/output/assets, or <input_folder>/assets without a project
     tolerance: int = 24  # how far (0-255, per colour channel) a pixel may be from the background colour
-    softness: int = 48  # width of the anti-aliased edge ramp, in the same units
+    softness: int = 48  # the shortest anti-aliased edge ramp, in the same units (for pale shapes)
     gap: int = 8  # parts closer than this many pixels are one sprite
     min_area: int = 64  # smaller specks (in pixels) are dropped
     margin: int = 2  # transparent pixels kept around each trimmed sprite

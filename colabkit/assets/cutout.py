@@ -16,7 +16,7 @@ import numpy as np
 from colabkit.assets.labels import dilate, label
 from colabkit.errors import ColabkitError
 
-EDGE = 2  # pixels next to the background whose alpha comes from their colour (anti-aliasing is 1-2 px wide)
+EDGE = 1  # the ring of pixels next to the background whose alpha comes from their colour (anti-aliasing)
 
 
 def border_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -41,12 +41,24 @@ def colour_distance(rgb: np.ndarray, colour: np.ndarray) -> np.ndarray:
     return np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
 
 
+def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
+    """The largest value within ``radius`` pixels (a square window), per pixel."""
+    out = a
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        out = np.max([np.take(p, np.arange(k, k + n), axis=axis) for k in range(2 * radius + 1)], axis=0)
+    return out
+
+
 def key_background(rgb: np.ndarray, tolerance: int = 24, softness: int = 48) -> np.ndarray:
     """An RGBA array: ``rgb`` with its border-connected plain background transparent and soft edges.
 
     ``tolerance``: a pixel within this (per channel, 0-255) of the background colour is background if it
-    connects to the border. ``softness``: past the tolerance, the edge pixels' alpha ramps from 0 to 255
-    over this distance.
+    connects to the border. ``softness``: the shortest alpha ramp (in the same units) of an edge pixel, for
+    shapes whose colour is close to the background's.
     """
     rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
     colour = background_colour(rgb, tolerance)
@@ -60,7 +72,11 @@ def key_background(rgb: np.ndarray, tolerance: int = 24, softness: int = 48) -> 
     alpha[background] = 0
     # The edge band: foreground pixels within EDGE px of the outside background.
     band = dilate(background, EDGE) & ~background
-    ramp = np.clip((dist[band].astype(np.float32) - tolerance) / softness, 0.0, 1.0)
+    # An edge pixel is a mix of the background and the colour just inside it: its alpha is how far its
+    # colour went from the background towards that one (the farthest colour within EDGE px).
+    inside = max_filter(np.where(background, 0, dist), EDGE)[band].astype(np.float32)
+    span = np.maximum(inside - tolerance, softness)
+    ramp = np.clip((dist[band].astype(np.float32) - tolerance) / span, 0.0, 1.0)
     alpha[band] = np.round(ramp * 255).astype(np.uint8)
     out = np.dstack([rgb, alpha])
     partial = band & (alpha > 0) & (alpha < 255)
@@ -80,8 +96,8 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
     """Alpha (uint8, HxW) from a salient-object matting model in ONNX form, run with onnxruntime on the CPU.
 
     Input: one RGB picture resized to the model's square input, normalised with ImageNet's mean (and its
-    std for BiRefNet; isnet-anime was trained with std 1). Output: the first map, as a probability (a
-    sigmoid is applied when it is not one), resized back.
+    std for BiRefNet; isnet-anime was trained with std 1). Output: the first map as a probability (BiRefNet's
+    logits through a sigmoid; isnet's map stretched to [0, 1], as rembg does), resized back.
     """
     from PIL import Image
 
@@ -104,11 +120,14 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
     side = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else 1024
     h, w = rgb.shape[:2]
     x = np.asarray(Image.fromarray(rgb).resize((side, side), Image.BILINEAR), dtype=np.float32) / 255.0
-    std = (1.0, 1.0, 1.0) if "isnet" in path.name.lower() else (0.229, 0.224, 0.225)
+    isnet = "isnet" in path.name.lower()
+    std = (1.0, 1.0, 1.0) if isnet else (0.229, 0.224, 0.225)
     x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(std, np.float32)
     pred = session.run(None, {inp.name: x.transpose(2, 0, 1)[None].astype(np.float32)})[0]
     pred = np.asarray(pred, dtype=np.float32).reshape(pred.shape[-2], pred.shape[-1])
-    if pred.min() < 0 or pred.max() > 1:
+    if isnet:  # as rembg runs isnet-anime: the map stretched to [0, 1]
+        pred = (pred - pred.min()) / max(float(pred.max() - pred.min()), 1e-6)
+    elif pred.min() < 0 or pred.max() > 1:  # BiRefNet gives logits
         pred = 1.0 / (1.0 + np.exp(-pred))
     mask = Image.fromarray(np.round(np.clip(pred, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
     return np.asarray(mask, dtype=np.uint8)
