@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -24,12 +26,19 @@ def save_random_lora(tiny, path, seed: int, scale: float = 0.5):
     return save_lora(path, export_kohya(unet, alpha=4.0), meta)
 
 
+@pytest.fixture(scope="session")
+def random_loras(tiny_sdxl, tmp_path_factory):
+    """Two LoRA files with different random weights, made once per test session."""
+    folder = tmp_path_factory.mktemp("loras")
+    return [save_random_lora(tiny_sdxl, folder / f"lora{seed}.safetensors", seed) for seed in (1, 2)]
+
+
 @pytest.fixture
-def lora_project(drive, tiny_sdxl):
-    """A project with captions and two epoch LoRA files plus a final one (random weights, kohya format)."""
+def lora_project(drive, random_loras):
+    """A project with captions, an epoch LoRA file and a final one (random weights, kohya format)."""
     project = Project.at("houtline").create()
     for i in range(3):
         (project.dataset / f"d{i}.txt").write_text(f"houtline, outline, tag{i}")
-    save_random_lora(tiny_sdxl, project.output / "houtline-01.safetensors", 1)
-    save_random_lora(tiny_sdxl, project.output / "houtline.safetensors", 2)
+    shutil.copyfile(random_loras[0], project.output / "houtline-01.safetensors")
+    shutil.copyfile(random_loras[1], project.output / "houtline.safetensors")
     return project
