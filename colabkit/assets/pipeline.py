@@ -35,14 +35,18 @@ def pick_device(device: str | None = None) -> tuple[str, Any]:
 
 
 def load_pipeline(base_model: str, models_dir: Path | None = None, prediction_type: str = "auto",
-                  device: str | None = None) -> Loaded:
-    """The SDXL pipeline of ``base_model`` on ``device`` (the GPU if there is one), reused while unchanged."""
+                  device: str | None = None, dtype=None) -> Loaded:
+    """The SDXL pipeline of ``base_model`` on ``device`` (the GPU if there is one), reused while unchanged.
+
+    ``dtype`` of the UNet and text encoders: float16 on a GPU, float32 on the CPU unless given; the VAE
+    is float32 whatever it is.
+    """
     import torch
     from diffusers import StableDiffusionXLPipeline
 
     from colabkit.train import models
 
-    dev, dtype = pick_device(device)
+    dev, dtype = pick_device(device)[0], dtype or pick_device(device)[1]
     resolved = models.resolve_base_model(base_model, models_dir=models_dir, keep_on_drive=True,
                                          prediction_type=prediction_type)
     key = f"{resolved.path}|{resolved.prediction_type}|{dev}|{dtype}"

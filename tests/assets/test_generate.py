@@ -121,3 +121,19 @@ def test_epoch_grid(lora_project):
     assert (grid[:HEADER_H, LABEL_W:] < 128).any() and (grid[HEADER_H:, :LABEL_W] < 128).any()  # labels drawn
     with pytest.raises(ColabkitError, match="No LoRA file 'houtline-07'"):
         compare_epochs(cfg.replace(lora_files="houtline-07"), device="cpu")
+
+
+def test_half_precision_unet_with_a_float32_vae(lora_project):
+    """The T4 path (float16 UNet and encoders, LoRA on top, VAE decoding in float32), run on the CPU."""
+    import torch
+
+    from colabkit.assets.pipeline import load_pipeline, render, use_loras
+
+    loaded = load_pipeline("tiny-sdxl", device="cpu", dtype=torch.float16)
+    use_loras(loaded, {lora_project.output / "houtline.safetensors": 0.8})
+    assert loaded.pipe.unet.dtype == torch.float16 and loaded.pipe.vae.dtype == torch.float32
+    image = np.asarray(render(loaded, "houtline", "lowres", width=64, height=64, steps=2, guidance_scale=7.0, seed=1,
+                              sampler="Euler a"), dtype=np.int16)
+    assert image.shape == (64, 64, 3) and image.std() > 1.0
+    use_loras(loaded, {})
+    assert not loaded.loras
