@@ -213,7 +213,7 @@ def cut_out_images(cfg) -> list[Path]:
                       and not p.name.startswith("."))
     if not pictures:
         raise ColabkitError(f"No pictures (.png, .jpg, .webp...) directly in {source}.")
-    done, rows, skipped = [], [], []
+    done, rows, skipped, used = [], [], [], set()
     for path in tqdm(pictures, desc="cutting out", unit="picture"):
         try:
             with Image.open(path) as im:
@@ -234,12 +234,15 @@ def cut_out_images(cfg) -> list[Path]:
             skipped.append(f"{path.name}: {e}")
             continue
         sprites = split_sprites(sheet, gap=cfg.gap, min_area=cfg.min_area, margin=cfg.margin)
-        folder = dest / path.stem
+        # picture.png and picture.jpg both exist: the second gets its suffix in the name, never a shared folder
+        stem = path.stem if path.stem not in used else f"{path.stem}-{path.suffix.lstrip('.').lower()}"
+        used.add(stem)
+        folder = dest / stem
         files.write_bytes(folder / "cutout.png", png_bytes(Image.fromarray(sheet, "RGBA")))
         frames = {}
         for i, s in enumerate(sprites, 1):
             pixels = reduce_palette(s.image, cfg.palette_colors) if cfg.palette_colors else s.image
-            name = f"{path.stem}_{i:02d}.png"
+            name = f"{stem}_{i:02d}.png"
             files.write_bytes(folder / name, png_bytes(Image.fromarray(pixels, "RGBA")))
             frames[name] = pixels
         if frames:

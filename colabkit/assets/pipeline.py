@@ -127,8 +127,11 @@ def _quiet() -> Iterator[None]:
 def _adapter_name(path: Path) -> str:
     import hashlib
 
-    # peft adapter names become module attribute names: no dots; the hash keeps same-named files apart
-    return "lora_" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
+    # peft adapter names become module attribute names: no dots. The hash keeps same-named files apart, and a
+    # file rewritten since (training went on in between) is loaded again, not served from the old adapter.
+    st = Path(path).stat()
+    key = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return "lora_" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager

@@ -166,16 +166,16 @@ def test_folder_step_writes_sprites_atlas_and_keeps_originals(tmp_path):
     src.mkdir()
     rgb, boxes, _, _ = make_sheet((255, 255, 255))
     Image.fromarray(rgb).save(src / "sheet.png")
-    Image.fromarray(rgb).convert("RGB").save(src / "sheet2.jpg", quality=95)
+    Image.fromarray(rgb).convert("RGB").save(src / "sheet.jpg", quality=95)  # same name, another format
     (src / "notes.txt").write_text("not a picture")
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()}
     out = tmp_path / "out"
     done = cut_out_images(CutoutConfig(input_folder=str(src), output_folder=str(out), palette_colors=0))
-    assert [p.name for p in done] == ["sheet", "sheet2"]
+    assert [p.name for p in done] == ["sheet", "sheet-png"]  # sheet.jpg sorts first
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()} == before
-    folder = out / "sheet"
-    names = sorted(p.name for p in folder.glob("sheet_*.png"))
-    assert names == [f"sheet_{i:02d}.png" for i in range(1, len(boxes) + 1)]
+    folder = out / "sheet-png"
+    names = sorted(p.name for p in folder.glob("sheet-png_*.png"))
+    assert names == [f"sheet-png_{i:02d}.png" for i in range(1, len(boxes) + 1)]
     meta = json.loads((folder / "atlas.json").read_text())
     atlas = np.asarray(Image.open(folder / "atlas.png"))
     assert atlas.shape[2] == 4 and sorted(meta["frames"]) == names
@@ -185,7 +185,7 @@ def test_folder_step_writes_sprites_atlas_and_keeps_originals(tmp_path):
     assert np.asarray(Image.open(folder / "cutout.png")).shape == (H, W, 4)
     assert (folder / "preview.png").exists()
     # JPEG noise around the shapes: still the right sprites
-    assert len(list((out / "sheet2").glob("sheet2_*.png"))) == len(boxes)
+    assert len(list((out / "sheet").glob("sheet_*.png"))) == len(boxes)
     assert not any(p.name.startswith(".") for p in folder.iterdir())  # no temp files left
 
 

@@ -86,6 +86,12 @@ def test_generate_writes_pngs_with_parameters_and_the_lora_changes_them(lora_pro
         assert np.abs(_pixels(changed) - _pixels(first[0])).mean() > 1.0, changed.name
     assert "Lora hashes" not in read_parameters(base) and "<lora:" not in read_parameters(base)["prompt"]
     assert read_parameters(other)["Lora hashes"].startswith("houtline-01: ")
+    # training went on in between and rewrote the final file: the new weights are used, not the loaded ones
+    import shutil
+
+    shutil.copyfile(lora_project.output / "houtline-01.safetensors", lora_project.output / "houtline.safetensors")
+    refreshed = generate_images(cfg.replace(num_images=1), device="cpu")[0]
+    assert np.array_equal(_pixels(refreshed), _pixels(other))
 
 
 def test_seamless_wraps_the_convolutions_only_while_generating(lora_project):
