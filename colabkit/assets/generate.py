@@ -207,7 +207,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
             image = render(loaded, prompt, cfg.negative_prompt, width=w, height=h, steps=cfg.steps,
                            guidance_scale=cfg.guidance_scale, seed=seed + i, sampler=cfg.sampler)
             params = {"Steps": cfg.steps, "Sampler": cfg.sampler, "CFG scale": f"{cfg.guidance_scale:g}",
-                      "Seed": seed + i, "Size": f"{w}x{h}", "Model": loaded.model_name,
+                      "Seed": seed + i, "Size": f"{w}x{h}", "Model hash": loaded.model_hash, "Model": loaded.model_name,
                       "Tiling": "True" if cfg.seamless else None, "Lora hashes": lora_note,
                       "Version": f"colabkit {__version__}"}
             info = PngInfo()

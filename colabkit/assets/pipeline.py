@@ -23,6 +23,8 @@ class Loaded:
     pipe: Any  # StableDiffusionXLPipeline
     model_name: str  # for the PNG's "Model:" field
     device: str
+    model_hash: str | None = None  # A1111's "Model hash": the first 10 hex digits of the file's sha256, when known
+    zero_terminal_snr: bool = False
     loras: dict[str, Path] = field(default_factory=dict)  # adapter name -> file
 
 
@@ -62,7 +64,14 @@ def load_pipeline(base_model: str, models_dir: Path | None = None, prediction_ty
         tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=parts.unet,
         scheduler=make_scheduler("Euler", parts.noise_scheduler.config), add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
-    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev)
+    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev,
+                    model_hash=resolved.sha256[:10] if resolved.sha256 else None,
+                    zero_terminal_snr=resolved.zero_terminal_snr)
+    if not dev.startswith("cuda") and resolved.source != "builtin":
+        from colabkit import display
+
+        display.show_text("No GPU: each SDXL picture takes many minutes on the CPU. In Colab: Runtime > Change "
+                          "runtime type > T4 GPU, then run the notebook again.", "warn")
     _CACHE.update(key=key, loaded=loaded)
     return loaded
 
@@ -159,8 +168,10 @@ def render(loaded: Loaded, prompt: str, negative_prompt: str, *, width: int, hei
     pipe = loaded.pipe
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     with torch.no_grad():
+        # zero-terminal-SNR models over-saturate without guidance rescale (Lin et al. 2023 use 0.7)
         latents = pipe(prompt, negative_prompt=negative_prompt or None, height=height, width=width,
                        num_inference_steps=steps, guidance_scale=guidance_scale, output_type="latent",
+                       guidance_rescale=0.7 if loaded.zero_terminal_snr else 0.0,
                        generator=torch.Generator().manual_seed(int(seed))).images
         return decode(pipe, latents)
 
