@@ -28,6 +28,7 @@ def test_mistakes_are_one_clear_line(tmp_path, capsys, drive):
         main(["generate", "--project-name", "houtline", "--sampler", "DDIM"])  # not a choice
 
 
+@pytest.mark.slow
 def test_generate_and_compare(lora_project, capsys):
     common = ["--project-name", "houtline", "--base-model", "tiny-sdxl", "--size", "64x64", "--steps", "2",
               "--device", "cpu"]

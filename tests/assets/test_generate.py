@@ -57,6 +57,7 @@ def _pixels(path):
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.slow
 def test_generate_writes_pngs_with_parameters_and_the_lora_changes_them(lora_project):
     from safetensors import safe_open
 
@@ -111,6 +112,7 @@ def test_seamless_wraps_the_convolutions_only_while_generating(lora_project):
     assert {m.padding_mode for m in convs} == {"zeros"}
 
 
+@pytest.mark.slow
 def test_epoch_grid(lora_project):
     from colabkit.assets.compare import HEADER_H, LABEL_W, compare_epochs
 
