@@ -109,19 +109,12 @@ def tag_frequency(metadata: dict[str, str]) -> dict[str, int]:
 
 def caption_frequency(dataset: Path) -> tuple[str, dict[str, int]]:
     """(activation tag, tag frequency) from the project's captions: the fallback when a LoRA has no metadata."""
-    from colabkit.dataset.captions import split_tags
+    from colabkit.dataset.captions import count_tags, split_tags
 
     captions = [split_tags(p.read_text(encoding="utf-8", errors="replace")) for p in sorted(dataset.glob("*.txt"))]
-    freq: dict[str, int] = {}
-    firsts: dict[str, int] = {}
-    for tags in captions:
-        for t in tags:
-            freq[t] = freq.get(t, 0) + 1
-        if tags:
-            firsts[tags[0]] = firsts.get(tags[0], 0) + 1
-    first = max(firsts.items(), key=lambda kv: kv[1], default=("", 0))
-    activation = first[0] if first[1] * 2 > len(captions) else ""
-    return activation, dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])))
+    firsts = count_tags([tags[:1] for tags in captions])
+    activation = firsts[0][0] if firsts and firsts[0][1] * 2 > len(captions) else ""
+    return activation, dict(count_tags(captions))
 
 
 def suggested_prompt(lora: Path | None, dataset: Path | None) -> str:

@@ -212,3 +212,15 @@ def test_learned_model_is_optional_and_used_when_given(tmp_path):
         cut_out(im, model_file=str(tmp_path / "missing.onnx"))
     with pytest.raises(ColabkitError, match="non-commercial"):
         CutoutConfig(input_folder=str(tmp_path), model_file="RMBG-1.4.onnx")
+
+
+def test_pictures_already_transparent_are_only_split(tmp_path):
+    rgb, boxes, _, _ = make_sheet((255, 255, 255))
+    keyed = key_background(rgb)
+    keyed[..., :3][keyed[..., 3] == 0] = (0, 0, 0)  # a black, fully transparent background: keying would fail
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(keyed, "RGBA").save(src / "done.png")
+    cut_out_images(CutoutConfig(input_folder=str(src)))
+    assert np.array_equal(np.asarray(Image.open(src / "assets" / "done" / "cutout.png")), keyed)
+    assert len(list((src / "assets" / "done").glob("done_*.png"))) == len(boxes)
