@@ -180,11 +180,14 @@ def decode(pipe, latents):
     """Latents -> PIL picture in the VAE's own dtype (float32 for the stock SDXL VAE), as training's previews do."""
     import torch
 
+    if not torch.isfinite(latents).all():
+        raise ColabkitError("The UNet's output overflowed to NaN in float16 before decoding: the LoRA is too strong at "
+                            "this weight, or damaged. Lower lora_scale (0.6-0.8), or try an earlier epoch's file.")
     vae = pipe.vae
     with torch.autocast(device_type=latents.device.type, enabled=False):
         pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
     image = pipe.image_processor.postprocess(pixels.float(), output_type="pil")[0]
     if not torch.isfinite(pixels).all():
-        raise ColabkitError("The picture came out as NaN (black). This happens when the VAE runs in float16: "
-                            "restart the runtime and run again (colabkit keeps the VAE in float32).")
+        raise ColabkitError("The VAE decoded NaN (a black picture). The stock SDXL VAE does so in float16; colabkit "
+                            "keeps it in float32, so this checkpoint's VAE is damaged: try the base model's own file.")
     return image

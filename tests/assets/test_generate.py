@@ -96,6 +96,8 @@ def test_generate_writes_pngs_with_parameters_and_the_lora_changes_them(lora_pro
 
 
 def test_seamless_wraps_the_convolutions_only_while_generating(lora_project):
+    import torch
+
     from colabkit.assets.generate import generate_images
     from colabkit.assets.pipeline import load_pipeline, seamless
 
@@ -105,7 +107,7 @@ def test_seamless_wraps_the_convolutions_only_while_generating(lora_project):
     assert read_parameters(tiled)["Tiling"] == "True" and "Tiling" not in read_parameters(plain)
     assert np.abs(_pixels(plain) - _pixels(tiled)).mean() > 0.5
     pipe = load_pipeline("tiny-sdxl", device="cpu").pipe
-    convs = [m for m in pipe.unet.modules() if m.__class__.__name__ == "Conv2d"]
+    convs = [m for model in (pipe.unet, pipe.vae) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert {m.padding_mode for m in convs} == {"zeros"}
     with seamless(pipe, True):
         assert {m.padding_mode for m in convs} == {"circular"}
@@ -138,7 +140,7 @@ def test_half_precision_unet_with_a_float32_vae(lora_project):
     from colabkit.assets.pipeline import load_pipeline, render, use_loras
 
     loaded = load_pipeline("tiny-sdxl", device="cpu", dtype=torch.float16)
-    use_loras(loaded, {lora_project.output / "houtline.safetensors": 0.8})
+    use_loras(loaded, {lora_project.output / "houtline-01.safetensors": 0.8})
     assert loaded.pipe.unet.dtype == torch.float16 and loaded.pipe.vae.dtype == torch.float32
     image = np.asarray(render(loaded, "houtline", "lowres", width=64, height=64, steps=2, guidance_scale=7.0, seed=1,
                               sampler="Euler a"), dtype=np.int16)
