@@ -69,10 +69,14 @@ def label(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
     return labels, int(run_label.max())
 
 
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """``mask`` grown by ``radius`` pixels in every direction (a square: Chebyshev distance), O(pixels)."""
+def dilate(mask: np.ndarray, radius: int, after: int | None = None) -> np.ndarray:
+    """``mask`` grown by ``radius`` pixels left and up and ``after`` (default: ``radius``) right and down.
+
+    A square (Chebyshev) growth, O(pixels): a running count along each axis in turn.
+    """
     mask = np.asarray(mask, dtype=bool)
-    if radius <= 0:
+    after = radius if after is None else after
+    if radius <= 0 and after <= 0:
         return mask.copy()
     out = mask
     for axis in (0, 1):
@@ -81,7 +85,8 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
         pad = [(0, 0), (0, 0)]
         pad[axis] = (1, 0)
         c = np.pad(c, pad)  # c[i] = count of the first i pixels along the axis
+        # pixel i is reached by a True pixel j with j - radius <= i <= j + after
         hi = np.minimum(np.arange(n) + radius + 1, n)
-        lo = np.maximum(np.arange(n) - radius, 0)
+        lo = np.maximum(np.arange(n) - after, 0)
         out = (np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis)) > 0
     return out

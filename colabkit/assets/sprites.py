@@ -20,14 +20,15 @@ class Sprite:
 def split_sprites(rgba: np.ndarray, gap: int = 8, min_area: int = 64, margin: int = 2) -> list[Sprite]:
     """The sprites of ``rgba``, in reading order (top to bottom, then left to right).
 
-    Parts (8-connected non-transparent pixels) closer than ``gap`` pixels belong to one sprite (a tree and
-    its falling leaves); sprites with fewer than ``min_area`` opaque pixels are specks and dropped. Each is
-    trimmed to its box plus ``margin`` transparent pixels on every side.
+    Parts (8-connected non-transparent pixels) with fewer than ``gap`` empty pixels between them belong to one
+    sprite (a tree and its falling leaves); sprites with fewer than ``min_area`` opaque pixels are specks and
+    dropped. Each is trimmed to its box plus ``margin`` transparent pixels on every side.
     """
     rgba = np.asarray(rgba, dtype=np.uint8)
     opaque = rgba[..., 3] > 0
-    # Growing each part by half the gap joins parts whose distance is below the gap.
-    grown = dilate(opaque, gap // 2) if gap > 1 else opaque
+    # Grown by a pixels left/up and b right/down, parts with up to a + b empty pixels between them touch
+    # (8-connected): a + b = gap - 1 joins exactly those with fewer than ``gap`` (along rows and columns).
+    grown = dilate(opaque, (gap - 1) // 2, gap - 1 - (gap - 1) // 2) if gap > 1 else opaque
     groups, n = label(grown, connectivity=8)
     groups = np.where(opaque, groups, 0)
     h, w = opaque.shape

@@ -224,3 +224,11 @@ def test_pictures_already_transparent_are_only_split(tmp_path):
     cut_out_images(CutoutConfig(input_folder=str(src)))
     assert np.array_equal(np.asarray(Image.open(src / "assets" / "done" / "cutout.png")), keyed)
     assert len(list((src / "assets" / "done").glob("done_*.png"))) == len(boxes)
+
+
+@pytest.mark.parametrize("empty, gap, expected", [(7, 8, 1), (8, 8, 2), (0, 0, 1), (1, 0, 2), (3, 4, 1), (4, 4, 2)])
+def test_gap_joins_parts_closer_than_it(empty, gap, expected):
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[10:30, 5:15] = 255
+    rgba[12:20, 15 + empty:25 + empty] = 255
+    assert len(split_sprites(rgba, gap=gap, min_area=1)) == expected
