@@ -29,7 +29,9 @@ def labelled_grid(cells: list[list], row_labels: list[str], col_labels: list[str
     for r, text in enumerate(row_labels):
         draw.text((4, HEADER_H + r * ch + 4), text, fill="black", font=font)
         for c in range(cols):
-            grid.paste(cells[r][c].resize((cw, ch)), (LABEL_W + c * cw, HEADER_H + r * ch))
+            # enlarged pixels stay sharp (small test sizes, pixel art); shrunk ones are filtered
+            resample = Image.NEAREST if cw >= w0 else Image.LANCZOS
+            grid.paste(cells[r][c].resize((cw, ch), resample), (LABEL_W + c * cw, HEADER_H + r * ch))
     return grid
 
 
