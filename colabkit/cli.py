@@ -34,6 +34,10 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
         found = choices_of(kind)
         if f.default is dataclasses.MISSING:
             parser.add_argument(opt, dest=f.name, required=True, type=str)
+        elif typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            parser.add_argument(opt, dest=f.name, type=type(choices[0]), choices=choices, default=f.default,
+                                help=f"default {f.default!r}")
         elif kind is bool:
             parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
                                 metavar="BOOL", help=f"default {f.default}")
@@ -91,6 +95,43 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from colabkit.assets.compare import compare_epochs
+    from colabkit.assets.config import CompareConfig
+
+    compare_epochs(config_from_args(CompareConfig, args), device=args.device)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from colabkit.assets.config import GenerateConfig
+    from colabkit.assets.generate import generate_images
+
+    generate_images(config_from_args(GenerateConfig, args), device=args.device)
+    return 0
+
+
+def cmd_cutout(args) -> int:
+    from colabkit.assets.config import CutoutConfig
+    from colabkit.assets.cutout import cut_out_images
+
+    return 0 if cut_out_images(config_from_args(CutoutConfig, args)) else 1
+
+
+def register_assets_cli(sub) -> None:
+    from colabkit.assets.config import CompareConfig, CutoutConfig, GenerateConfig
+
+    for name, cls, func, text in (
+            ("compare", CompareConfig, cmd_compare, "the epoch grid: each LoRA file of output/ at a few weights"),
+            ("generate", GenerateConfig, cmd_generate, "pictures with the LoRA into output/generated/ (A1111 PNG info)"),
+            ("cutout", CutoutConfig, cmd_cutout, "cut pictures on a plain background out into sprites and an atlas")):
+        s = sub.add_parser(name, help=text)
+        add_config_options(s, cls)
+        if name != "cutout":
+            s.add_argument("--device", default=None, help="force a device, e.g. cpu (default: the GPU if there is one)")
+        s.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from colabkit import __version__
     from colabkit.train.config import TrainConfig
@@ -127,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--project-name", dest="project_name", default="demo")
     s.add_argument("--steps", type=int, default=40)
     s.set_defaults(func=cmd_demo)
+
+    register_assets_cli(sub)
     return p
 
 

@@ -9,8 +9,8 @@ from helpers.notebooks import NOTEBOOKS, form_params, read_source, set_params, t
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 
 
-def test_there_are_two_notebooks():
-    assert [p.stem for p in SOURCES] == ["1_dataset", "2_train"]
+def test_there_are_three_notebooks():
+    assert [p.stem for p in SOURCES] == ["1_dataset", "2_train", "3_generate"]
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)

@@ -1,0 +1,113 @@
+# %% [markdown]
+# # colabkit 3: pick the best epoch, generate, cut out game assets
+#
+# Run the cells from top to bottom (▶ on each). Steps 1 and 2 need a **T4 GPU** (*Runtime > Change runtime
+# type > T4 GPU*); step 3 (cut out) runs without one, on any pictures. Everything is written to
+# `MyDrive/Loras/<project>/output/`: the comparison grid to `compare/`, your pictures to `generated/`
+# (each PNG keeps its prompt and settings, readable by A1111's *PNG Info* and Civitai), and the cut-out
+# sprites with their atlas to `assets/`. Your pictures are never changed: results are new files.
+
+# %%
+# @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
+colabkit_source = "git+https://github.com/colabkit/colabkit"  # @param {type:"string"}
+# @markdown Where to install colabkit from: the package index once published, a git URL, or a wheel on Drive.
+try:
+    import colabkit
+except ImportError:  # first run in a fresh Colab runtime
+    import subprocess, sys
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", colabkit_source], check=True)
+from colabkit.colab import setup
+setup_report = setup(extras=["tag", "notebook"], need_gpu=True)
+
+# %% [markdown]
+# ## Step 1: pick the best epoch
+# Training saved one LoRA file per epoch. This draws the same prompt with the same seed for each file
+# (rows) at a few LoRA weights (columns). Pick the **file** whose pictures look most like your drawings
+# and the **weight** where they still look clean: an overtrained file repeats your drawings or breaks
+# apart; an undertrained one looks like the base model. About 15 s per picture on a T4 at 1024 px.
+#
+# - **base_model**: the model you trained on (downloaded then, found again on Drive), or any other SDXL.
+# - **lora_files**: names from `output/`, separated by commas; empty compares them all.
+# - **prompt**: one per line; empty uses your activation tag plus your dataset's most frequent tags.
+
+# %%
+# @title Step 1: compare epochs and weights { display-mode: "form" }
+project_name = "my-first-lora"  # @param {type:"string"}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
+lora_files = ""  # @param {type:"string"}
+lora_weights = "0.6, 0.8, 1.0"  # @param {type:"string"}
+prompt = ""  # @param {type:"string"}
+seed = 1234  # @param {type:"integer"}
+steps = 20  # @param {type:"integer"}
+size = "1024x1024"  # @param ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344"] {allow-input: true}
+
+from colabkit.assets.compare import compare_epochs
+from colabkit.assets.config import CompareConfig
+
+compare_grid = compare_epochs(CompareConfig(
+    project_name=project_name, base_model=base_model, prediction_type=prediction_type, lora_files=lora_files,
+    lora_weights=lora_weights, prompt=prompt, seed=seed, steps=steps, size=size))
+
+# %% [markdown]
+# ## Step 2: generate
+# Pictures go to `output/generated/` as `00000-<seed>.png`, `00001-<seed+1>.png`, ... and are shown as a grid.
+# For sprites, keep *white background, simple background* in the prompt (step 3 needs a plain background);
+# for a tileable texture, tick **seamless**.
+#
+# - **lora_file**: the file you picked in step 1 (empty: the final one; `none`: no LoRA). **lora_scale**: its weight.
+# - **seed**: -1 picks a new one each run; every picture keeps its seed, so a good one can be made again.
+# - **sampler**: *DPM++ 2M Karras* is sharp in 20-30 steps; *Euler a* is softer and more varied.
+
+# %%
+# @title Step 2: generate pictures { display-mode: "form" }
+lora_file = ""  # @param {type:"string"}
+lora_scale = 0.8  # @param {type:"number"}
+prompt = ""  # @param {type:"string"}
+negative_prompt = "lowres, bad anatomy, worst quality, low quality, jpeg artifacts, watermark, text, signature, blurry"  # @param {type:"string"}
+seed = -1  # @param {type:"integer"}
+steps = 25  # @param {type:"integer"}
+guidance_scale = 7.0  # @param {type:"number"}
+size = "1024x1024"  # @param ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344"] {allow-input: true}
+num_images = 4  # @param {type:"integer"}
+sampler = "DPM++ 2M Karras"  # @param ["DPM++ 2M Karras", "DPM++ 2M SDE Karras", "Euler a", "Euler"]
+seamless = False  # @param {type:"boolean"}
+
+from colabkit.assets.config import GenerateConfig
+from colabkit.assets.generate import generate_images
+
+pictures = generate_images(GenerateConfig(
+    project_name=project_name, base_model=base_model, prediction_type=prediction_type, lora_file=lora_file,
+    lora_scale=lora_scale, prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
+    guidance_scale=guidance_scale, size=size, num_images=num_images, sampler=sampler, seamless=seamless))
+
+# %% [markdown]
+# ## Step 3: cut out sprites
+# For pictures on a plain light background: the background becomes transparent (only where it touches the
+# picture's border, so white inside a shape stays), each separate object becomes its own PNG, and all of
+# them are packed into `atlas.png` + `atlas.json` (TexturePacker's JSON-hash layout: Phaser and PixiJS load it).
+# Results: `output/assets/<picture>/`; the preview shows each sprite's box and number.
+#
+# - **input_folder**: empty cuts out `output/generated/`; or any folder of pictures made elsewhere.
+# - **tolerance**: raise it if specks of background stay; lower it if pale parts of a sprite vanish.
+# - **gap**: parts closer than this (in pixels) are one sprite. **min_area**: smaller specks are dropped.
+# - **palette_colors**: for pixel art, e.g. 16; 0 keeps every colour.
+# - **model_file**: optional, an `.onnx` background-removal model on Drive for busy backgrounds: BiRefNet
+#   (MIT) or isnet-anime (Apache-2.0). Not BRIA RMBG: its licence forbids commercial use.
+
+# %%
+# @title Step 3: cut out sprites and pack an atlas { display-mode: "form" }
+input_folder = ""  # @param {type:"string"}
+tolerance = 24  # @param {type:"integer"}
+gap = 8  # @param {type:"integer"}
+min_area = 64  # @param {type:"integer"}
+margin = 2  # @param {type:"integer"}
+palette_colors = 0  # @param {type:"integer"}
+model_file = ""  # @param {type:"string"}
+
+from colabkit.assets.config import CutoutConfig
+from colabkit.assets.cutout import cut_out_images
+
+asset_folders = cut_out_images(CutoutConfig(
+    project_name=project_name, input_folder=input_folder, tolerance=tolerance, gap=gap, min_area=min_area,
+    margin=margin, palette_colors=palette_colors, model_file=model_file))

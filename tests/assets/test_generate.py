@@ -1,0 +1,149 @@
+"""Generation and the epoch grid on tiny-sdxl with LoRA files in the exact kohya format; A1111's PNG info."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colabkit.assets.config import CompareConfig, GenerateConfig, parse_size
+from colabkit.assets.generate import (format_parameters, parse_parameters, read_parameters, suggested_prompt)
+from colabkit.errors import ColabkitError
+
+A1111 = ('masterpiece, houtline, magic tree, <lora:houtline:0.8>\nNegative prompt: lowres, bad anatomy\n'
+         'Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 1024x1024, Model hash: 31e35c80fc, '
+         'Model: sd_xl_base_1.0, Lora hashes: "houtline: 0123456789ab", Version: v1.7.0')
+
+
+def test_a1111_text_parses_and_is_written_back_exactly():
+    parsed = parse_parameters(A1111)
+    assert parsed["prompt"] == "masterpiece, houtline, magic tree, <lora:houtline:0.8>"
+    assert parsed["negative_prompt"] == "lowres, bad anatomy"
+    assert parsed["Steps"] == "20" and parsed["Sampler"] == "DPM++ 2M Karras" and parsed["Size"] == "1024x1024"
+    assert parsed["Lora hashes"] == "houtline: 0123456789ab" and parsed["Model hash"] == "31e35c80fc"
+    params = {k: v for k, v in parsed.items() if k not in ("prompt", "negative_prompt")}
+    assert format_parameters(parsed["prompt"], parsed["negative_prompt"], params) == A1111
+
+
+def test_quoting_round_trips():
+    params = {"Steps": 4, "Sampler": "Euler a", "CFG scale": "5.5", "Seed": 3, "Note": 'a, b: "c"\nd', "Skip": None}
+    text = format_parameters("line one\nline two", "", params)
+    assert "Negative prompt" not in text and "Skip" not in text
+    back = parse_parameters(text)
+    assert back["prompt"] == "line one\nline two" and back["negative_prompt"] == ""
+    assert back["Note"] == 'a, b: "c"\nd' and back["Steps"] == "4"
+
+
+def test_configs_are_checked_once_with_every_problem():
+    with pytest.raises(ColabkitError) as e:
+        GenerateConfig(project_name="p", size="1000x1000", sampler="DDIM", steps=0, num_images=0)
+    text = str(e.value)
+    assert "size '1000x1000'" in text and "sampler must be one of" in text and "steps" in text and "num_images" in text
+    assert parse_size("1216 x 832") == (1216, 832)
+    with pytest.raises(ColabkitError, match="lora_weights"):
+        CompareConfig(project_name="p", lora_weights="0.6, lots")
+
+
+def test_prompt_comes_from_the_lora_tags_then_the_captions(lora_project, tmp_path):
+    prompt = suggested_prompt(lora_project.output / "houtline.safetensors", lora_project.dataset)
+    assert prompt.startswith("houtline, outline, magic tree")
+    # a LoRA without tags (made elsewhere): the project's captions
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "bare.safetensors"
+    save_file(load_file(lora_project.output / "houtline.safetensors"), str(bare))
+    assert suggested_prompt(bare, lora_project.dataset).startswith("houtline, outline")
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.slow
+def test_generate_writes_pngs_with_parameters_and_the_lora_changes_them(lora_project):
+    from safetensors import safe_open
+
+    from colabkit.assets.generate import generate_images
+
+    cfg = GenerateConfig(project_name="houtline", base_model="tiny-sdxl", size="64x128", steps=2, num_images=2,
+                         seed=11, lora_scale=1.0, prompt="houtline, magic tree")
+    first = generate_images(cfg, device="cpu")
+    assert [p.name for p in first] == ["00000-11.png", "00001-12.png"]
+    assert Image.open(first[0]).size == (64, 128)
+    info = read_parameters(first[0])
+    with safe_open(str(lora_project.output / "houtline.safetensors"), "pt") as f:
+        short = f.metadata()["sshs_model_hash"][:12]
+    assert info["prompt"] == "houtline, magic tree <lora:houtline:1>"
+    assert info["negative_prompt"] == cfg.negative_prompt
+    assert {k: info[k] for k in ("Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Lora hashes")} == {
+        "Steps": "2", "Sampler": "DPM++ 2M Karras", "CFG scale": "7", "Seed": "11", "Size": "64x128",
+        "Model": "tiny-sdxl", "Lora hashes": f"houtline: {short}"}
+    assert read_parameters(first[1])["Seed"] == "12"
+
+    again = generate_images(cfg.replace(num_images=1), device="cpu")  # numbered on, never overwriting
+    assert again[0].name == "00002-11.png" and np.array_equal(_pixels(again[0]), _pixels(first[0]))
+    weaker = generate_images(cfg.replace(num_images=1, lora_scale=0.3), device="cpu")[0]
+    other = generate_images(cfg.replace(num_images=1, lora_file="houtline-01"), device="cpu")[0]
+    base = generate_images(cfg.replace(num_images=1, lora_file="none"), device="cpu")[0]
+    for changed in (weaker, other, base):
+        assert np.abs(_pixels(changed) - _pixels(first[0])).mean() > 1.0, changed.name
+    assert "Lora hashes" not in read_parameters(base) and "<lora:" not in read_parameters(base)["prompt"]
+    assert read_parameters(other)["Lora hashes"].startswith("houtline-01: ")
+    # training went on in between and rewrote the final file: the new weights are used, not the loaded ones
+    import shutil
+
+    shutil.copyfile(lora_project.output / "houtline-01.safetensors", lora_project.output / "houtline.safetensors")
+    refreshed = generate_images(cfg.replace(num_images=1), device="cpu")[0]
+    assert np.array_equal(_pixels(refreshed), _pixels(other))
+
+
+def test_seamless_wraps_the_convolutions_only_while_generating(lora_project):
+    import torch
+
+    from colabkit.assets.generate import generate_images
+    from colabkit.assets.pipeline import load_pipeline, seamless
+
+    cfg = GenerateConfig(project_name="houtline", base_model="tiny-sdxl", size="64x64", steps=2, num_images=1, seed=3)
+    plain = generate_images(cfg, device="cpu")[0]
+    tiled = generate_images(cfg.replace(seamless=True), device="cpu")[0]
+    assert read_parameters(tiled)["Tiling"] == "True" and "Tiling" not in read_parameters(plain)
+    assert np.abs(_pixels(plain) - _pixels(tiled)).mean() > 0.5
+    pipe = load_pipeline("tiny-sdxl", device="cpu").pipe
+    convs = [m for model in (pipe.unet, pipe.vae) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {m.padding_mode for m in convs} == {"zeros"}
+    with seamless(pipe, True):
+        assert {m.padding_mode for m in convs} == {"circular"}
+    assert {m.padding_mode for m in convs} == {"zeros"}
+
+
+@pytest.mark.slow
+def test_epoch_grid(lora_project):
+    from colabkit.assets.compare import HEADER_H, LABEL_W, compare_epochs
+
+    cfg = CompareConfig(project_name="houtline", base_model="tiny-sdxl", size="64x64", steps=2, cell_size=64,
+                        lora_weights="0.5, 1.5")
+    path = compare_epochs(cfg, device="cpu")
+    assert path.parent == lora_project.output / "compare"
+    grid = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    assert grid.shape == (HEADER_H + 2 * 64, LABEL_W + 2 * 64, 3)
+    cell = {(r, c): grid[HEADER_H + r * 64:HEADER_H + (r + 1) * 64, LABEL_W + c * 64:LABEL_W + (c + 1) * 64]
+            for r in range(2) for c in range(2)}
+    assert np.abs(cell[0, 0] - cell[0, 1]).mean() > 1.0  # the weight matters
+    assert np.abs(cell[0, 1] - cell[1, 1]).mean() > 1.0  # so does the epoch
+    assert (grid[:HEADER_H, LABEL_W:] < 128).any() and (grid[HEADER_H:, :LABEL_W] < 128).any()  # labels drawn
+    with pytest.raises(ColabkitError, match="No LoRA file 'houtline-07'"):
+        compare_epochs(cfg.replace(lora_files="houtline-07"), device="cpu")
+
+
+def test_half_precision_unet_with_a_float32_vae(lora_project):
+    """The T4 path (float16 UNet and encoders, LoRA on top, VAE decoding in float32), run on the CPU."""
+    import torch
+
+    from colabkit.assets.pipeline import load_pipeline, render, use_loras
+
+    loaded = load_pipeline("tiny-sdxl", device="cpu", dtype=torch.float16)
+    use_loras(loaded, {lora_project.output / "houtline-01.safetensors": 0.8})
+    assert loaded.pipe.unet.dtype == torch.float16 and loaded.pipe.vae.dtype == torch.float32
+    image = np.asarray(render(loaded, "houtline", "lowres", width=64, height=64, steps=2, guidance_scale=7.0, seed=1,
+                              sampler="Euler a"), dtype=np.int16)
+    assert image.shape == (64, 64, 3) and image.std() > 1.0
+    use_loras(loaded, {})
+    assert not loaded.loras
