@@ -34,10 +34,6 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
         found = choices_of(kind)
         if f.default is dataclasses.MISSING:
             parser.add_argument(opt, dest=f.name, required=True, type=str)
-        elif typing.get_origin(kind) is typing.Literal:
-            choices = typing.get_args(kind)
-            parser.add_argument(opt, dest=f.name, type=type(choices[0]), choices=choices, default=f.default,
-                                help=f"default {f.default!r}")
         elif kind is bool:
             parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
                                 metavar="BOOL", help=f"default {f.default}")
