@@ -38,7 +38,11 @@ def execute_cells(cells: list[str], python: str | os.PathLike, where: Path, env:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     km = KernelManager(kernel_name="here", kernel_spec_manager=kernel_spec_manager(python, where / "kernels"))
     client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(cwd)}})
-    client.execute(env=env)
+    try:
+        client.execute(env=env)
+    finally:  # nbclient shuts down only kernels it made itself
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 
