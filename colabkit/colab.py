@@ -16,6 +16,25 @@ from colabkit.project import COLAB_DRIVE_ROOT, Project, drive_root, in_colab
 
 _PROCESS_START = time.time()
 
+# The one place that says where colabkit is installed from in a fresh runtime. The notebooks' first cell
+# (its `colabkit_source` default) and the README's "Open in Colab" links must agree with it (a test checks).
+# Empty while no public copy exists: no made-up URL; the first cell then stops with one line saying what to
+# put in `colabkit_source` (a git URL, a release on the package index, or a wheel on Drive).
+REPOSITORY_URL = ""  # e.g. "https://github.com/<owner>/colabkit" once the repository is public
+
+
+def install_source() -> str:
+    """The default of the notebooks' ``colabkit_source``: a pip requirement, or "" when nothing is public."""
+    return f"git+{REPOSITORY_URL}" if REPOSITORY_URL else ""
+
+
+def open_in_colab_url(notebook: str) -> str | None:
+    """Colab's link that opens ``notebooks/<notebook>`` straight from the repository, or None without one."""
+    if not REPOSITORY_URL:
+        return None
+    path = REPOSITORY_URL.removeprefix("https://github.com/").removesuffix(".git")
+    return f"https://colab.research.google.com/github/{path}/blob/main/notebooks/{notebook}"
+
 
 def mount_drive() -> Path:
     """Mount Google Drive in Colab (asks the user once); elsewhere make sure the local root exists."""

@@ -169,7 +169,13 @@ def show_overview(project_name: str, top: int = 50, gallery: int = 12, activatio
 
 
 class CaptionEditor:
-    """Pick an image, edit its caption, save (atomically; trigger kept first). ``widget`` is the UI."""
+    """Pick an image, edit its caption, save (atomically; trigger kept first). ``widget`` is the UI.
+
+    Uses only what ipywidgets 7.7 and 8 share (Dropdown, HTML, Textarea, Button, HBox/VBox, Layout with
+    width/height, ``observe``, ``on_click``); nothing from 8 alone (``Tab.titles``, ``description_allow_html``,
+    the tuple-shaped ``FileUpload.value``). Display goes through ``_ipython_display_``, which both honour:
+    7 has no ``_repr_mimebundle_``.
+    """
 
     def __init__(self, project_name: str, activation_tag: str = "", thumb: int = 320):
         import ipywidgets as w
@@ -234,8 +240,10 @@ class CaptionEditor:
         self.status.value = f'<span style="color:#1b7f3b">saved {_esc(name)}</span>'
         return text
 
-    def _repr_mimebundle_(self, **kw):
-        return self.widget._repr_mimebundle_(**kw)
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
 
 
 def show_caption_editor(project_name: str, activation_tag: str = "") -> CaptionEditor:

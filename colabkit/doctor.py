@@ -26,14 +26,95 @@ SUPPORTED: dict[str, str] = {
     "safetensors": ">=0.5,<1",
     "huggingface_hub": ">=0.34,<2",
 }
-PYTHON = ">=3.11"
+# The Pythons the suite has passed on (setup.cfg's classifiers list the same). setup.cfg's python_requires
+# keeps only the lower bound: a cap there would make pip on a newer Colab fall back to an older colabkit
+# or fail with a resolver message, while the doctor can say what to do.
+PYTHON = ">=3.11,<3.14"
+PYTHON_REQUIRES = ">=3.11"
 
 # Optional packages: not preinstalled on Colab, installed by the notebooks' first cell.
 EXTRAS: dict[str, dict[str, str]] = {
     "train": {"bitsandbytes": "bitsandbytes>=0.45", "prodigyopt": "prodigyopt>=1.1"},
     "tag": {"onnxruntime": "onnxruntime>=1.20"},
-    "notebook": {"ipywidgets": "ipywidgets>=8", "matplotlib": "matplotlib>=3.8"},
+    # Colab ships ipywidgets 7.7.1; the editor works with 7 and 8 and a reinstall breaks Colab's widget display.
+    "notebook": {"ipywidgets": "ipywidgets>=7.7,<9", "matplotlib": "matplotlib>=3.8"},
 }
+
+
+@dataclass(frozen=True)
+class ColabRuntime:
+    """One of Colab's runtime versions, as *Runtime > Change runtime type > Runtime version* lists them."""
+
+    version: str
+    python: str
+    torch: str
+    name: str = ""
+
+    def describe(self) -> str:
+        py, torch = ".".join(self.python.split(".")[:2]), ".".join(self.torch.split(".")[:2])
+        name = f' "{self.name}"' if self.name else ""
+        return f"{self.version}{name} (Python {py}, torch {torch})"
+
+
+# Colab's runtime versions, newest first (googlecolab/backend-info, GPU image; ../shared/reference/README.md).
+# When Google updates Colab, the previous versions stay selectable for a while: this table is what the doctor
+# points to when the runtime has moved outside the ranges above.
+COLAB_RUNTIMES: tuple[ColabRuntime, ...] = (
+    ColabRuntime("2026.08", "3.13.15", "2.11.0", "Python 3.13 upgrade"),
+    ColabRuntime("2026.07", "3.12.13", "2.11.0"),
+    ColabRuntime("2026.04", "3.12.13", "2.10.0"),
+    ColabRuntime("2026.01", "3.12.12", "2.9.0"),
+    ColabRuntime("2025.10", "3.12.12", "2.8.0"),
+)
+# The runtime the notebooks were last tested on: CI installs its versions (constraints/colab.txt, kept equal
+# to TESTED_VERSIONS by a test; torch there is the CPU build of CI machines).
+TESTED_RUNTIME = "2026.08"
+TESTED_VERSIONS: dict[str, str] = {
+    "torch": "2.11.0", "transformers": "5.15.0", "diffusers": "0.39.0", "accelerate": "1.14.0", "peft": "0.20.0",
+    "safetensors": "0.8.0", "huggingface_hub": "1.27.0", "numpy": "2.1.3", "pillow": "11.3.0",
+    "matplotlib": "3.10.0", "tqdm": "4.67.3", "ipywidgets": "7.7.1", "ipykernel": "6.17.1",
+    "jupyter_client": "7.4.9", "notebook": "6.5.7",
+}
+
+
+def tested_runtime() -> ColabRuntime:
+    return next(r for r in COLAB_RUNTIMES if r.version == TESTED_RUNTIME)
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return Version(version.split("+")[0]).release[:2]
+
+
+def identify_runtime(python: str, torch: str | None) -> ColabRuntime | None:
+    """The Colab runtime version whose Python and torch (major.minor) these are, or None when none matches."""
+    if torch is None:
+        return None
+    try:
+        return next((r for r in COLAB_RUNTIMES if _minor(r.python) == _minor(python) and _minor(r.torch) == _minor(torch)),
+                    None)
+    except InvalidVersion:
+        return None
+
+
+def runtime_advice(python: str, torch: str | None) -> str:
+    """What to do when versions are outside our ranges: which Colab runtime version to pick, and how.
+
+    A runtime version in our table means something installed in this runtime replaced a package: a fresh
+    runtime of the same version fixes it. Otherwise Colab has changed since we tested: pick an older one.
+    """
+    here = identify_runtime(python, torch)
+    usable = [r for r in COLAB_RUNTIMES if in_range(r.python, PYTHON) and in_range(r.torch, SUPPORTED["torch"])]
+    if here is not None and here in usable:
+        return (f"This looks like Colab runtime {here.describe()}, which colabkit supports: something installed "
+                "in this runtime replaced a package. Fix: Runtime > Disconnect and delete runtime, then run the "
+                "notebook again from the top (never pip install torch, diffusers or transformers yourself).")
+    if not usable:  # only if our ranges exclude every runtime we know: nothing to point to
+        return "Colab has changed since colabkit was last tested: install a colabkit release made after this runtime."
+    first, *others = sorted(usable, key=lambda r: r.version != TESTED_RUNTIME)
+    rest = "; if it is not offered: " + ", then ".join(r.describe() for r in others) if others else ""
+    return (f"Colab has changed since colabkit was last tested (on runtime {first.describe()}). Fix: "
+            f"Runtime > Change runtime type > Runtime version: {first.version}{rest}. Save, then run the "
+            "notebook again from the top.")
 
 
 @dataclass
@@ -76,7 +157,8 @@ class Report:
         return not self.problems
 
     def lines(self) -> list[str]:
-        out = [f"Python {self.python} ({'ok' if self.python_ok else 'need ' + PYTHON})"]
+        out = [f"Python {self.python} ({'ok' if self.python_ok else 'tested: ' + PYTHON})",
+               f"Notebooks last tested on Colab runtime {tested_runtime().describe()}"]
         for p in self.packages:
             mark = "ok" if p.ok else f"NOT in {p.wanted}"
             out.append(f"{p.name} {p.version or 'missing'} ({mark})")
@@ -164,18 +246,27 @@ def check(need_gpu: bool = False) -> Report:
         drive_mounted=colab and root == COLAB_DRIVE_ROOT and root.is_dir(),
         in_colab=colab,
     )
-    if not report.python_ok:
-        report.problems.append(f"Python {py} is too old: colabkit needs Python {PYTHON}.")
-    for p in packages:
-        if not p.ok:
-            have = p.version or "not installed"
-            report.problems.append(f"{p.name} is {have}; colabkit supports {p.wanted}. "
-                                   f"Fix: pip install '{p.name}{p.wanted}'")
+    report.problems.extend(version_problems(py, {p.name: p.version for p in packages}, colab))
     if need_gpu and report.gpu is None:
         report.problems.append(no_gpu_message(colab))
     if colab and not report.drive_mounted:
         report.problems.append("Google Drive is not mounted: run the set-up cell again and allow access.")
     return report
+
+
+def version_problems(python: str, versions: dict[str, str | None], colab: bool) -> list[str]:
+    """One line per version outside our ranges, then (in Colab) which runtime version to pick."""
+    problems = []
+    if not in_range(python, PYTHON):
+        problems.append(f"Python {python} is outside the Pythons colabkit is tested on ({PYTHON}).")
+    for name, have in versions.items():
+        if not in_range(have, SUPPORTED[name]):
+            fix = "" if colab else f" Fix: pip install '{name}{SUPPORTED[name]}'"
+            problems.append(f"{name} is {have or 'not installed'}; colabkit supports {SUPPORTED[name]}.{fix}")
+    if problems and colab:
+        # In Colab a pip install of torch & co. is what breaks runtimes: the fix is the runtime version.
+        problems.append(runtime_advice(python, versions.get("torch")))
+    return problems
 
 
 def no_gpu_message(colab: bool | None = None) -> str:
