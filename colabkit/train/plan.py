@@ -13,7 +13,7 @@ them all at once; ``train`` refuses a plan that has any (``raise_if_errors``).
 from __future__ import annotations
 
 import importlib.util
-import math
+import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -39,12 +39,16 @@ Resume = Literal["start", "continue", "finished", "refused"]
 # works on (H/8/2^l) x (W/8/2^l) positions; the UNet's parameters are counted in the model's header and spread
 # over its levels by the architecture (width^2 x blocks per level, from its config). Attention adds 4 N^2 C
 # per self-attention layer (QK^T and AV) on N positions of width C.
-# Calibrated on the built-in tiny-sdxl on this project's 2-core test machine (torch CPU, float32): see
-# CPU_GFLOPS below. Small convolutions run far below a CPU's peak, so for large models this estimate is high
-# rather than low (a refusal must never be wrong by being too optimistic about a 2.6B-parameter UNet).
-CPU_GFLOPS = 8.0  # effective float32 GFLOP/s of a training step (measured on tiny-sdxl at 256 px, one thread)
-CPU_STEP_OVERHEAD_S = 0.15  # per-step cost that does not scale with the model (Python, autograd, optimizer)
-CPU_PRACTICAL_HOURS = 12.0  # longer than this on the CPU without being asked for: refused, with the estimate
+# Calibrated on the built-in tiny-sdxl (benchmarks/bench_cpu_estimate.py, 2026-11-30, shared 2-core machine,
+# one torch thread, float32, batch 2): measured 0.52 / 0.94 / 1.37 / 3.19 s a step at 64 / 128 / 256 / 512 px,
+# i.e. ~0.5 s of per-step overhead plus ~7.5 GFLOP/s. Tiny convolutions run far below a CPU's peak, so for a
+# large model this estimate is high rather than low: a refusal is never wrong by being too optimistic.
+CPU_GFLOPS = 7.5  # effective float32 GFLOP/s of a training step, per torch thread
+CPU_STEP_OVERHEAD_S = 0.5  # per-step cost that does not scale with the model (Python, autograd, optimizer)
+# Without a GPU and without being asked for the CPU, a run is refused (with the estimate) when it would take
+# longer than this in all, or longer than this per step (no one watches a run that shows a step a minute).
+CPU_PRACTICAL_HOURS = 12.0
+CPU_PRACTICAL_SECONDS_PER_STEP = 60.0
 
 
 def unet_step_flops(level_params: list[int], shape, width: int, height: int, batch: int, checkpointing: bool) -> float:
@@ -290,8 +294,6 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         plan.device = DevicePlan("cuda", gpu, precision, asked, gpu.vram_gb, "GPU memory")
         plan.note("GPU", "ok", f"{gpu.name}, {gpu.vram_gb:.1f} GB{'' if gpu.native_bf16 else ', fp16 (no native bf16)'}")
         return
-    import os
-
     ram = doctor._meminfo()[1] or 12.7
     precision = run.mixed_precision if run.mixed_precision != "auto" else "no"
     if plan.facts is None or plan.steps is None:  # nothing to estimate with: said as it is
@@ -299,7 +301,9 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         if asked != "cpu":
             plan.note("GPU", "warn" if plan.errors else "error", doctor.no_gpu_message())
         return
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    import torch
+
+    threads = torch.get_num_threads()  # what the CPU training will use
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
     plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step)
@@ -308,7 +312,7 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
     name = plan.resolved.name if plan.resolved else run.base_model
     if asked == "cpu":
         plan.note("GPU", "warn", f"On the CPU, as asked: {estimate}.")
-    elif total <= CPU_PRACTICAL_HOURS * 3600:
+    elif total <= CPU_PRACTICAL_HOURS * 3600 and per_step <= CPU_PRACTICAL_SECONDS_PER_STEP:
         plan.note("GPU", "warn", f"No GPU: {name} is small enough to train on the CPU: {estimate}.")
     else:
         plan.note("GPU", "error", f"{doctor.no_gpu_message()} On the CPU, {name} would take {estimate}. "
@@ -391,8 +395,6 @@ def _check_packages(plan: RunPlan) -> None:
 
 
 def _check_drive_space(plan: RunPlan) -> None:
-    import shutil
-
     run, resolved = plan.run, plan.resolved
     free_gb = shutil.disk_usage(plan.project.root).free / 2**30
     need_gb = 0.5 + (7.0 if resolved is not None and resolved.source == "download" and run.keep_model_on_drive
