@@ -388,10 +388,42 @@ def _check_packages(plan: RunPlan) -> None:
             plan.note("packages", "error", f"optimizer {run.optimizer} needs {module}. Fix: {fix}.")
     if run.optimizer == "Adafactor" and not _installed("transformers"):
         plan.note("packages", "error", "optimizer Adafactor needs transformers: pip install 'colabkit[train]'.")
+    _check_hub_files(plan)
     plan.can_plot = _installed("matplotlib")
     if not plan.can_plot:
         plan.note("packages", "warn", "matplotlib is not installed: the loss plot (loss.png) will be skipped. "
                   "pip install matplotlib to get it.")
+
+
+def _check_hub_files(plan: RunPlan) -> None:
+    """Small files a run fetches once from Hugging Face: said now when they cannot be fetched (offline)."""
+    from colabkit.train.models import download as dl
+    from colabkit.train.models.load import FP16_FIX_VAE_REPO, SDXL_CONFIGS, SDXL_REPO, pick_config_dir
+
+    run, resolved = plan.run, plan.resolved
+    if not dl.offline():
+        return
+    needs = []
+    if run.vae_fp16_fix:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = isinstance(try_to_load_from_cache(FP16_FIX_VAE_REPO, "config.json"), str)
+        except ImportError:
+            cached = False
+        if not cached:
+            needs.append(f"the fp16-fix VAE ({FP16_FIX_VAE_REPO}, 335 MB; or set vae_fp16_fix off)")
+    if resolved is not None and resolved.kind == "single_file" and resolved.info is not None:
+        tokenizers = dl.cache_dir() / "sdxl-base-1.0-tokenizers" / "tokenizer" / "vocab.json"
+        try:
+            standard = pick_config_dir(resolved.info) == SDXL_CONFIGS
+        except ColabkitError:
+            standard = False
+        if standard and not tokenizers.is_file():
+            needs.append(f"SDXL's tokenizer vocabulary ({SDXL_REPO}, 1.5 MB)")
+    if needs:
+        plan.note("downloads", "error", "This runtime is offline (HF_HUB_OFFLINE / COLABKIT_OFFLINE) but the run "
+                  f"needs {' and '.join(needs)} from Hugging Face once. Connect once, or change the setting.")
 
 
 def _check_drive_space(plan: RunPlan) -> None:

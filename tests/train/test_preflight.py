@@ -65,9 +65,15 @@ def tiny_file(tiny_sdxl, tmp_path_factory):
     return write_single_file(tiny_sdxl, tmp_path_factory.mktemp("sf") / "my-sdxl.safetensors")
 
 @pytest.fixture(scope="module")
-def sdxl_sized_file(tmp_path_factory):
-    """A checkpoint of real SDXL size (6.9 GB of shapes in its header, the tensor bytes a sparse hole)."""
-    return write_header_only(tmp_path_factory.mktemp("big") / "my-big-sdxl.safetensors", sdxl_original_shapes())
+def sdxl_sized_shapes():
+    return sdxl_original_shapes()
+
+@pytest.fixture
+def sdxl_sized_file(tmp_path, sdxl_sized_shapes, monkeypatch):
+    """A checkpoint of real SDXL size (6.9 GB of shapes in its header, the tensor bytes a sparse hole). The tests
+    run offline, where SDXL's tokenizer vocabulary (fetched once) is not at hand: that check is tested apart."""
+    monkeypatch.setattr(plan_mod, "_check_hub_files", lambda plan: None)
+    return write_header_only(tmp_path / "big" / "my-big-sdxl.safetensors", sdxl_sized_shapes)
 
 @pytest.fixture
 def no_download(monkeypatch, tmp_path):
@@ -259,6 +265,15 @@ def test_no_gpu_refuses_by_time_not_by_name(tiny_project, make_config, tiny_sdxl
     assert forced.run_plan.device.device == "cpu" and forced.run_plan.device.cpu_seconds_per_step > 60
     assert forced.run_plan.facts.params["unet"] == 2_567_463_684  # counted in the header, not assumed
     assert row(forced, "memory").level == "warn" and "RAM" in row(forced, "memory").message
+
+def test_offline_without_the_files_a_run_fetches_once(tiny_project, make_config, sdxl_sized_shapes, tmp_path,
+                                                      monkeypatch, t4):
+    monkeypatch.setenv("COLABKIT_OFFLINE", "1")
+    big = write_header_only(tmp_path / "my-big-sdxl.safetensors", sdxl_sized_shapes)
+    check = row(run_preflight(make_config(base_model=str(big), resolution=1024, vae_fp16_fix=True)), "downloads")
+    assert check.level == "error" and "offline" in check.message
+    assert "SDXL's tokenizer vocabulary" in check.message and "fp16-fix VAE" in check.message
+    assert not rows(run_preflight(make_config()), "downloads")  # tiny-sdxl brings its own tokenizers
 
 def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, sdxl_sized_file, t4):
     before = snapshot(drive)
