@@ -21,6 +21,8 @@ from colabkit.errors import ColabkitError
 from colabkit.train.config import TrainConfig, resume_problems, step_plan
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from colabkit.doctor import GpuInfo
     from colabkit.project import Project
     from colabkit.train.config import StepPlan
@@ -176,6 +178,7 @@ def _plan(plan: RunPlan, device: str | None) -> None:
     plan.steps = step_plan(plan.scan.bucket_sizes, run)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
+    _count_long_captions(plan)
     _decide_device(plan, device)
     _decide_memory(plan)
     _check_packages(plan)
@@ -260,6 +263,48 @@ def _resolve_model(plan: RunPlan) -> None:
     if run.resolution < 0.75 * native:
         plan.note("resolution", "warn", f"{run.resolution} px is low for SDXL models like this one (trained at "
                   f"{native} px): expect soft results.")
+
+
+def _tokenizer_folder(resolved) -> "Path | None":
+    """A local folder with the model's first CLIP tokenizer (its vocabulary), or None (nothing is fetched)."""
+    from colabkit.train.models import download as dl
+    from colabkit.train.models.load import pick_config_dir
+
+    candidates = []
+    if resolved.kind == "diffusers":
+        candidates.append(resolved.path)
+    elif resolved.info is not None:
+        try:
+            candidates.append(pick_config_dir(resolved.info))
+        except ColabkitError:
+            pass
+    candidates.append(dl.cache_dir() / "sdxl-base-1.0-tokenizers")  # SDXL's, once fetched by an earlier run
+    return next((c for c in candidates if (c / "tokenizer" / "vocab.json").is_file()), None)
+
+
+def _count_long_captions(plan: RunPlan) -> None:
+    """How many captions are longer than max_token_length (their last tags would not be seen), by the model's
+    own tokenizer when it is at hand."""
+    if plan.resolved is None or not plan.items:
+        return
+    folder = _tokenizer_folder(plan.resolved)
+    if folder is None:
+        return
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    lengths = [len(ids) for ids in tokenizer([it.caption for it in plan.items], add_special_tokens=False).input_ids]
+    limit, longest = plan.run.max_token_length, max(lengths)
+    over = sum(n > limit for n in lengths)
+    if over:
+        fix = "raise max_token_length to 225" if limit < 225 else "shorten them (fewer tags)"
+        shuffle = " (with shuffle_tags, different tags are dropped at each step)" if plan.run.shuffle_tags else ""
+        plan.note("caption length", "warn", f"{over} of {len(lengths)} captions are longer than max_token_length "
+                  f"{limit} tokens (the longest: {longest}): their last tags are not seen{shuffle}; {fix}.")
+    elif longest > 75:
+        long = sum(n > 75 for n in lengths)
+        plan.note("caption length", "ok", f"{long} captions are longer than 75 tokens (the longest: {longest}): "
+                  f"encoded in 75-token chunks, all within max_token_length {limit}.")
 
 
 def _level_params(facts) -> list[int]:

@@ -197,3 +197,18 @@ def test_lr_schedule_does_not_advance_on_skipped_steps(tiny_project, make_config
     skipped = Lrs()
     train(cfg.replace(start_over=True), reporter=skipped, device="cpu")
     assert skipped.lrs == [cfg.unet_lr] * len(skipped.lrs)
+
+
+def test_the_preflight_counts_captions_longer_than_max_token_length(tiny_project, make_config):
+    # ~60 WD14-style tags: far beyond 75 tokens (and beyond 225 with the tiny tokenizer, which spells words).
+    tags = ", ".join(["houtline"] + [f"tag number {i}" for i in range(60)])
+    (tiny_project.dataset / "d0.txt").write_text(tags)
+    for limit in (75, 225):
+        plan = make_plan(make_config(max_token_length=limit), device="cpu")
+        (note,) = [n for n in plan.notes if n.name == "caption length"]
+        assert note.level == "warn" and f"1 of 4 captions are longer than max_token_length {limit}" in note.message
+        assert ("raise max_token_length to 225" in note.message) == (limit < 225)
+        assert "different tags are dropped at each step" in note.message  # shuffle_tags is on
+    (tiny_project.dataset / "d0.txt").write_text("houtline, " + "a" * 100)
+    (note,) = [n for n in make_plan(make_config(), device="cpu").notes if n.name == "caption length"]
+    assert note.level == "ok" and "1 captions are longer than 75 tokens" in note.message
