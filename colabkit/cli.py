@@ -73,7 +73,7 @@ def cmd_preflight(args) -> int:
     from colabkit.train.config import TrainConfig
     from colabkit.train.run import preflight
 
-    return 0 if preflight(config_from_args(TrainConfig, args)).ok else 1
+    return 0 if preflight(config_from_args(TrainConfig, args), device=args.device).ok else 1
 
 
 def cmd_train(args) -> int:
@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("preflight", help="check a training setup in seconds, before any GPU time")
     add_config_options(s, TrainConfig)
+    s.add_argument("--device", default=None, help="check for a device, e.g. cpu (default: the GPU if there is one)")
     s.set_defaults(func=cmd_preflight)
 
     s = sub.add_parser("train", help="train (or resume) the project's LoRA")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable, Literal, get_args
+from typing import Callable, Iterable
 
 from colabkit import files
 from colabkit.dataset.images import load_rgb
+from colabkit.train.config import MAX_TOKEN_LENGTHS, MaxTokenLength
 from colabkit.train.data import Item
 
 Progress = Callable[[Iterable], Iterable]
@@ -92,8 +93,6 @@ class LatentCache:
 
 
 CHUNK = 75  # caption tokens per text-encoder pass: CLIP's 77 positions less BOS and EOS
-MaxTokenLength = Literal[75, 150, 225]  # TrainConfig.max_token_length: 1, 2 or 3 chunks, as sd-scripts allows
-MAX_TOKEN_LENGTHS = get_args(MaxTokenLength)
 
 
 def token_count(tokenizer, caption: str) -> int:

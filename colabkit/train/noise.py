@@ -8,12 +8,11 @@ draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Mapping, get_args
+from typing import Mapping
 
+from colabkit.train.config import SWITCHES as ZTSNR_SETTINGS, Switch as ZtsnrSetting
 from colabkit.train.models.presets import EPSILON, V_PREDICTION
 
-ZtsnrSetting = Literal["auto", "on", "off"]  # TrainConfig.zero_terminal_snr
-ZTSNR_SETTINGS = get_args(ZtsnrSetting)
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:

@@ -86,13 +86,12 @@ def build_metadata(
     (``ss_max_token_length`` "None" for the plain 75 tokens).
     """
     from colabkit import __version__
-    from colabkit.train.cache import MAX_TOKEN_LENGTHS
-    from colabkit.train.lora.targets import LORA_TYPES
+    from colabkit.train.config import LORA_TYPES, MAX_TOKEN_LENGTHS
 
     if lora_type not in LORA_TYPES:
         raise ValueError(f"lora_type must be one of {LORA_TYPES}, not {lora_type!r}")
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
+    if prediction_type not in FILE_PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {tuple(FILE_PREDICTION_TYPES)}, not {prediction_type!r}")
     w, h = _resolution(resolution)
     if max_token_length not in MAX_TOKEN_LENGTHS:
         raise ValueError(f"max_token_length must be one of {MAX_TOKEN_LENGTHS}, not {max_token_length!r}")

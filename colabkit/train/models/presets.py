@@ -9,11 +9,15 @@ size the server announces and the safetensors header's own length instead.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
+
+from colabkit.train.config import PredictionType
 
 EPSILON = "epsilon"
 V_PREDICTION = "v_prediction"
-PREDICTION_TYPES = (EPSILON, V_PREDICTION)
+PREDICTION_TYPES = tuple(p for p in typing.get_args(PredictionType) if p != "auto")  # what a model can be
+assert PREDICTION_TYPES == (EPSILON, V_PREDICTION)
 
 
 @dataclass(frozen=True)
