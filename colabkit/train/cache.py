@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 from colabkit import files
 from colabkit.dataset.images import load_rgb
-from colabkit.train.config import MAX_TOKEN_LENGTHS, MaxTokenLength
+from colabkit.train.config import MAX_TOKEN_LENGTHS
 from colabkit.train.data import Item
 
 Progress = Callable[[Iterable], Iterable]

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from colabkit.choices import choice_problems
 from colabkit.errors import ColabkitError
 from colabkit.project import validate_project_name
 
@@ -156,13 +157,6 @@ class TrainConfig:
         return {}
 
 
-def choices(cls) -> dict[str, tuple]:
-    """The allowed values of each Literal-typed field of a config dataclass (for validation and the CLI)."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
-            if typing.get_origin(hints[f.name]) is Literal}
-
-
 def _problems(c: TrainConfig):
     try:
         validate_project_name(c.project_name)
@@ -180,9 +174,7 @@ def _problems(c: TrainConfig):
             yield f"{name} cannot be negative; got {getattr(c, name)}."
     if c.network_alpha <= 0 or c.conv_alpha <= 0:
         yield "network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual)."
-    for name, allowed in choices(TrainConfig).items():
-        if getattr(c, name) not in allowed:
-            yield f"{name} must be one of {', '.join(map(str, allowed))}; got {getattr(c, name)!r}."
+    yield from choice_problems(c)
     if c.unet_lr <= 0:
         yield f"unet_lr must be positive; got {c.unet_lr}."
     if c.text_encoder_lr < 0:

@@ -19,7 +19,7 @@ from colabkit.train import data, lora, models
 from colabkit.train.budget import Budget, hms
 from colabkit.train.cache import LatentCache, TextCache, cache_root, encode_prompts, model_key, time_ids
 from colabkit.train.config import TrainConfig
-from colabkit.train.noise import loss_weights, sample_noise, step_seed
+from colabkit.train.noise import loss_weights, noisy_and_target, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
 from colabkit.train.plan import RunPlan, fetch_model, make_plan
 from colabkit.train.plots import save_loss_plot
@@ -122,7 +122,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     cache_text = not run.train_text_encoder and not run.shuffle_tags
     text_cache = None
     if cache_text:
-        text_cache = TextCache(cache_dir / "text", key)
+        text_cache = TextCache(cache_dir / "text", key, max_token_length=run.max_token_length)
         for te in text_encoders:
             te.to(dev)
         text_cache.build([it.caption for it in items], tokenizers, text_encoders, dev,
@@ -238,10 +238,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                 pooled = torch.stack([text_embeds[c][1] for c in captions]).to(dev, dtype=weight_dtype)
             else:
                 with torch.set_grad_enabled(run.train_text_encoder), accelerator.autocast():
-                    embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev, **_caption_length(run))
+                    embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev,
+                                                    max_token_length=run.max_token_length)
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
-            noisy = parts.noise_scheduler.add_noise(lat, noise, timesteps)
-            target = noise if prediction == "epsilon" else parts.noise_scheduler.get_velocity(lat, noise, timesteps)
+            noisy, target = noisy_and_target(parts.noise_scheduler, lat, noise, timesteps, prediction)
 
             sync = k == len(micro) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(unet):
@@ -272,10 +272,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             path = grid = None
             if e % run.save_every_n_epochs == 0 and step < total:
                 path = _export(project, run, trained, lora_name(project, e), items, activation, resolved, prediction,
-                               e, step)
+                               plan.zero_terminal_snr, e, step)
                 _prune_epochs(project, run.keep_only_last_n_epochs)
             if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
-                grid = _samples(project, run, parts, unet, items, activation, e, dev)
+                grid = _samples(plan, parts, unet, e, dev)
                 grids.append(grid)
             loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch) if plan.can_plot else None
             rep.epoch_end(e, path, grid, loss_plot)
@@ -305,7 +305,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                            store.latest_folder())
     final = lora_name(project)
     if accelerator.is_main_process:
-        _export(project, run, trained, final, items, activation, resolved, prediction, plan.steps.epochs, step)
+        _export(project, run, trained, final, items, activation, resolved, prediction, plan.zero_terminal_snr,
+                plan.steps.epochs, step)
         files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
     folder = save_state(step, finished=True)
     msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
@@ -316,14 +317,6 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-def _caption_length(run: TrainConfig) -> dict:
-    """max_token_length for encode_prompts, once it takes one (h9-maths' chunked encoding; merge-time wiring)."""
-    import inspect
-
-    takes = "max_token_length" in inspect.signature(encode_prompts).parameters
-    return {"max_token_length": run.max_token_length} if takes else {}
-
 
 def _trainable(trained: dict) -> dict:
     out = {}
@@ -349,7 +342,7 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
-def _export(project, run, trained, path, items, activation, resolved, prediction, epoch, step) -> Path:
+def _export(project, run, trained, path, items, activation, resolved, prediction, ztsnr, epoch, step) -> Path:
     import torch
 
     tensors = lora.export_kohya(_unwrap(trained["unet"]), trained.get("te1"), trained.get("te2"),
@@ -361,7 +354,8 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,
-        conv_alpha=run.conv_alpha if run.lora_type == "LoCon" else None)
+        conv_alpha=run.conv_alpha if run.lora_type == "LoCon" else None,
+        zero_terminal_snr=ztsnr, max_token_length=run.max_token_length)
     lora.save_lora(path, tensors, meta)
     return path
 
@@ -376,13 +370,15 @@ def _lora_files(project: Project) -> list[Path]:
     return sorted(project.output.glob(f"{project.slug}*.safetensors"))
 
 
-def _samples(project, run, parts, unet, items, activation, epoch, dev) -> Path:
+def _samples(plan: RunPlan, parts, unet, epoch, dev) -> Path:
     from colabkit.train.sample import default_prompts, generate_grid
 
+    run = plan.run
     prompts = [p.strip() for p in run.sample_prompts.splitlines() if p.strip()] or \
-        default_prompts(activation, data.tag_frequency(items))
-    return generate_grid(parts, _unwrap(unet), prompts, project.samples, f"e{epoch:02d}", run.resolution,
-                         run.sample_steps, run.sample_seed, dev)
+        default_prompts(plan.activation, data.tag_frequency(plan.items))
+    return generate_grid(parts, _unwrap(unet), prompts, plan.project.samples, f"e{epoch:02d}", run.resolution,
+                         run.sample_steps, run.sample_seed, dev, prediction_type=plan.prediction_type,
+                         zero_terminal_snr=plan.zero_terminal_snr, max_token_length=run.max_token_length)
 
 
 def _agree(accelerator, flag: bool) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from colabkit.errors import ColabkitError
 from colabkit.train.config import TrainConfig, resume_problems, step_plan
+from colabkit.train.noise import use_ztsnr, ztsnr_warning
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -251,13 +252,13 @@ def _resolve_model(plan: RunPlan) -> None:
     plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})")
     plan.prediction_type = resolved.prediction_type
     switch = run.zero_terminal_snr
-    plan.zero_terminal_snr = switch == "on" or (switch == "auto" and (
-        facts.zero_terminal_snr or plan.prediction_type == "v_prediction"))
+    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr)
     if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
         why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
             switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
             "as the reference trainers do" if plan.zero_terminal_snr else "")
-        plan.note("prediction", "ok", f"{plan.prediction_type}, zero-terminal SNR "
+        warning = ztsnr_warning(plan.prediction_type, plan.zero_terminal_snr)
+        plan.note("prediction", "warn" if warning else "ok", warning or f"{plan.prediction_type}, zero-terminal SNR "
                   f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")
     native = int(facts.unet_config.get("sample_size", 128)) * 8
     if run.resolution < 0.75 * native:
@@ -292,19 +293,11 @@ def _count_long_captions(plan: RunPlan) -> None:
         return
     from transformers import CLIPTokenizer
 
+    from colabkit.train.cache import caption_length_check
+
     tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-    lengths = [len(ids) for ids in tokenizer([it.caption for it in plan.items], add_special_tokens=False).input_ids]
-    limit, longest = plan.run.max_token_length, max(lengths)
-    over = sum(n > limit for n in lengths)
-    if over:
-        fix = "raise max_token_length to 225" if limit < 225 else "shorten them (fewer tags)"
-        shuffle = " (with shuffle_tags, different tags are dropped at each step)" if plan.run.shuffle_tags else ""
-        plan.note("caption length", "warn", f"{over} of {len(lengths)} captions are longer than max_token_length "
-                  f"{limit} tokens (the longest: {longest}): their last tags are not seen{shuffle}; {fix}.")
-    elif longest > 75:
-        long = sum(n > 75 for n in lengths)
-        plan.note("caption length", "ok", f"{long} captions are longer than 75 tokens (the longest: {longest}): "
-                  f"encoded in 75-token chunks, all within max_token_length {limit}.")
+    level, message = caption_length_check(tokenizer, [it.caption for it in plan.items], plan.run.max_token_length)
+    plan.note("caption length", level, message)
 
 
 def _level_params(facts) -> list[int]:

@@ -4,7 +4,6 @@ import configparser
 import re
 from pathlib import Path
 
-import pytest
 
 from colabkit import doctor
 

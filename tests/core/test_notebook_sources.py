@@ -16,8 +16,8 @@ def test_there_are_three_notebooks():
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_ipynb_matches_source(src):
     ipynb = src.with_suffix(".ipynb")
-    assert ipynb.exists(), f"run: python -m helpers.notebooks"
-    assert ipynb.read_text() == to_ipynb_text(src), "stale .ipynb: run python -m helpers.notebooks"
+    assert ipynb.exists(), "run: python tests/helpers/notebooks.py"
+    assert ipynb.read_text() == to_ipynb_text(src), "stale .ipynb: run python tests/helpers/notebooks.py"
     nb = json.loads(ipynb.read_text())
     assert nb["metadata"]["accelerator"] == "GPU"
     for cell in nb["cells"]:

@@ -169,7 +169,6 @@ def diffusers_to_original(unet: Mapping, te1: Mapping, te2: Mapping, vae: Mappin
 
 
 def _read_component(folder: Path, dtype) -> dict:
-    import torch
     from safetensors import safe_open
 
     shards = sorted(p for p in folder.glob("*.safetensors") if p.name.count(".") == 1)  # skip *.fp16.safetensors

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from colabkit import doctor
 from colabkit.errors import ColabkitError
 from colabkit.train import loop, plan as plan_mod, run as run_mod
-from colabkit.train.config import LEGACY_VALUES, OPTIMIZERS, TrainConfig, choices, diff_critical
+from colabkit.choices import field_choices
+from colabkit.train.config import LEGACY_VALUES, OPTIMIZERS, TrainConfig, diff_critical
 from colabkit.train.loop import Reporter, train
 from colabkit.train.plan import make_plan
 from helpers.budget import StopAfter
@@ -33,9 +34,9 @@ def lora_meta(path):
 # -- typed choices ----------------------------------------------------------------------------------------
 
 def test_choices_come_from_the_literals_and_old_runs_compare_as_they_ran():
-    assert choices(TrainConfig)["optimizer"] == OPTIMIZERS == ("AdamW8bit", "Prodigy", "AdamW", "Adafactor")
-    assert choices(TrainConfig)["max_token_length"] == (75, 150, 225)
-    assert choices(TrainConfig)["zero_terminal_snr"] == choices(TrainConfig)["gradient_checkpointing"] == (
+    assert field_choices(TrainConfig, "optimizer") == OPTIMIZERS == ("AdamW8bit", "Prodigy", "AdamW", "Adafactor")
+    assert field_choices(TrainConfig, "max_token_length") == (75, 150, 225)
+    assert field_choices(TrainConfig, "zero_terminal_snr") == field_choices(TrainConfig, "gradient_checkpointing") == (
         "auto", "on", "off")
     with pytest.raises(ColabkitError, match="max_token_length must be one of 75, 150, 225; got 77"):
         TrainConfig(project_name="p", max_token_length=77)
@@ -204,9 +205,8 @@ def test_the_preflight_counts_captions_longer_than_max_token_length(tiny_project
     for limit in (75, 225):
         plan = make_plan(make_config(max_token_length=limit), device="cpu")
         (note,) = [n for n in plan.notes if n.name == "caption length"]
-        assert note.level == "warn" and f"1 of 4 captions are longer than max_token_length {limit}" in note.message
-        assert ("raise max_token_length to 225" in note.message) == (limit < 225)
-        assert "different tags are dropped at each step" in note.message  # shuffle_tags is on
+        assert note.level == "warn" and f"1 of 4 captions exceed {limit} tokens" in note.message
+        assert ("Set max_token_length to 225" in note.message) == (limit < 225)
     (tiny_project.dataset / "d0.txt").write_text("houtline, " + "a" * 100)
     (note,) = [n for n in make_plan(make_config(), device="cpu").notes if n.name == "caption length"]
-    assert note.level == "ok" and "1 captions are longer than 75 tokens" in note.message
+    assert note.level == "ok" and "1 of 4 captions exceed 75 tokens; all fit in max_token_length 225" in note.message

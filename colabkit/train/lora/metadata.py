@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from colabkit import files
-from colabkit.train.models.presets import EPSILON, PREDICTION_TYPES, V_PREDICTION
+from colabkit.train.models.presets import EPSILON, V_PREDICTION
 
 NETWORK_MODULE = "networks.lora"
 BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' MODEL_VERSION_SDXL_BASE_V1_0

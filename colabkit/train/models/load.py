@@ -161,14 +161,9 @@ def _load_folder(resolved: ResolvedModel, dtype, vae_fp16_fix: bool) -> SDXLPart
 
 
 def _scheduler(config: Mapping, prediction_type: str, zero_terminal_snr: bool):
-    from diffusers import DDPMScheduler
+    from colabkit.train.noise import training_scheduler
 
-    # Only the training schedule matters here (betas, 1000 steps); Euler-only keys in SDXL's config are ignored.
-    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
-    cfg["prediction_type"] = prediction_type
-    cfg["rescale_betas_zero_snr"] = bool(zero_terminal_snr)
-    with _quiet_diffusers():
-        return DDPMScheduler.from_config(cfg)
+    return training_scheduler(config, prediction_type, zero_terminal_snr)
 
 
 @contextlib.contextmanager
