@@ -9,13 +9,24 @@
 
 # %%
 # @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
-colabkit_source = "git+https://github.com/colabkit/colabkit"  # @param {type:"string"}
-# @markdown Where to install colabkit from: the package index once published, a git URL, or a wheel on Drive.
-try:
-    import colabkit
-except ImportError:  # first run in a fresh Colab runtime
-    import subprocess, sys
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", colabkit_source], check=True)
+colabkit_source = ""  # @param {type:"string"}
+# @markdown Needed once per fresh runtime: where to install colabkit from. A git URL (`git+https://...`), a release on
+# @markdown the package index (`colabkit==0.1.0`), or a wheel on Drive (`/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl`,
+# @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
+import importlib, importlib.util, subprocess, sys
+if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
+    if colabkit_source.startswith("/content/drive/"):
+        from google.colab import drive; drive.mount("/content/drive")
+    # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
+                          "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
+    if pip is None or pip.returncode:  # pip's (or git's) error line says why; the rest is not for the user
+        why = ([ln.strip() for ln in pip.stderr.splitlines() if ln.strip().startswith(("ERROR", "fatal"))]
+               or ["pip failed"])[-1] if pip else "colabkit_source is empty"
+        raise SystemExit(f"colabkit is not installed ({why}). Put in colabkit_source a git URL (git+https://...), a "
+                         "package index release (colabkit==0.1.0) or a wheel on Drive (/content/drive/MyDrive/colabkit-"
+                         "0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a colabkit checkout), then run this cell again.")
+    importlib.invalidate_caches()
 from colabkit.colab import setup
 setup_report = setup(extras=["tag", "notebook"], need_gpu=True)
 

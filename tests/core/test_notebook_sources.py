@@ -69,3 +69,18 @@ def test_training_form_fields_are_config_fields_and_cli_options():
     train_cmd = build_parser()._subparsers._group_actions[0].choices["train"]
     options = {o for a in train_cmd._actions for o in a.option_strings}
     assert {"--" + name.replace("_", "-") for name in params} <= options
+
+
+def test_every_notebook_installs_colabkit_with_the_same_first_cell():
+    """The install cell cannot call colabkit (it is what installs it), so it is the one cell with logic: it must be
+    the same text in every notebook, apart from the title and the extras each notebook's setup() asks for."""
+    import re
+
+    def install_cell(src):
+        cell = [c for c in read_source(src).cells if c.cell_type == "code"][0]
+        lines = [ln for ln in cell.source.splitlines() if not ln.startswith("# @title")]
+        return "\n".join(re.sub(r"setup\(.*\)$", "setup(...)", ln) for ln in lines)
+
+    first, *rest = SOURCES
+    for src in rest:
+        assert install_cell(src) == install_cell(first), f"{src.name}'s first cell differs from {first.name}'s"
