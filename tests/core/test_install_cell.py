@@ -61,9 +61,11 @@ def wheel(tmp_path_factory) -> Path:
     src.mkdir()
     for name in ("colabkit", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         subprocess.run(["cp", "-r", str(ROOT / name), str(src)], check=True)
-    # --no-build-isolation uses this machine's setuptools instead of fetching one: the same wheel, offline.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "wheels"), str(src)], check=True, capture_output=True)
+    # --no-build-isolation uses this machine's setuptools instead of fetching one: the same wheel, offline and
+    # faster. Where that setuptools cannot build it (too old, no `wheel`), the README's plain command.
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "wheels"), str(src)]
+    if subprocess.run([*build, "--no-build-isolation"], capture_output=True).returncode:
+        subprocess.run(build, check=True, capture_output=True)
     (built,) = (tmp / "wheels").glob("colabkit-*.whl")
     return built
 
