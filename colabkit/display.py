@@ -29,13 +29,49 @@ def show_text(text: str, kind: str = "info") -> None:
         print(text)
 
 
+# Inline pictures are previews: the notebook (autosaved to Drive by Colab) must stay small however many
+# epochs run, while the full-size files stay on Drive. A 3072x1024 sample grid is ~7 MB as PNG; as a
+# 1024-px JPEG it is ~0.1 MB.
+PREVIEW_MAX_SIDE = 1024
+PREVIEW_MAX_BYTES = 256 * 1024
+
+
+def preview_bytes(path: Path, max_side: int = PREVIEW_MAX_SIDE, max_bytes: int = PREVIEW_MAX_BYTES) -> tuple[bytes, str]:
+    """(image bytes, 'png' or 'jpeg') to embed for ``path``: the file itself when small, else a downscaled JPEG."""
+    from PIL import Image
+
+    path = Path(path)
+    data = path.read_bytes()
+    with Image.open(path) as im:
+        fmt = (im.format or "").lower()
+        if fmt in ("png", "jpeg") and max(im.size) <= max_side and len(data) <= max_bytes:
+            return data, fmt
+        im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
+        if im.mode == "RGBA":  # JPEG has no alpha: previews go on white, like the training images
+            flat = Image.new("RGB", im.size, "white")
+            flat.paste(im, mask=im.getchannel("A"))
+            im = flat
+        im = im.convert("RGB")
+        scale = min(1.0, max_side / max(im.size))
+        if scale < 1.0:
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                           Image.Resampling.LANCZOS)
+        import io
+
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85, optimize=True)
+        return buf.getvalue(), "jpeg"
+
+
 def show_image(path: Path, title: str | None = None, width: int | None = None) -> None:
+    """A picture inline (a light preview; the full-size file stays where it is), or its path in a terminal."""
     if in_notebook():
         from IPython.display import Image, display
 
+        data, fmt = preview_bytes(path)
         if title:
             show_text(title)
-        display(Image(filename=str(path), width=width))
+        display(Image(data=data, format=fmt, width=width))
     else:
         print(f"{title + ': ' if title else ''}{path}")
 
@@ -59,6 +95,38 @@ def show_table(rows: list[dict], title: str | None = None) -> None:
         print("  ".join(str(c).ljust(widths[c]) for c in cols))
         for r in rows:
             print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def error_lines(error: BaseException) -> list[str]:
+    """How a ColabkitError reads in a notebook: its message alone, in red (ANSI, as Jupyter shows tracebacks)."""
+    return [f"\x1b[1;31m{line}\x1b[0m" for line in (str(error) or type(error).__name__).splitlines()]
+
+
+def install_error_display(shell=None) -> bool:
+    """In IPython/Jupyter/Colab: show a ColabkitError as its message alone, without the traceback.
+
+    A ColabkitError is an answer (what is wrong and the fix), not a crash: ~20 lines of frames around
+    it hide the one useful line. The cell still fails (so "Run all" stops there); every other
+    exception keeps IPython's usual traceback. Returns False outside IPython. Idempotent.
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    from colabkit.errors import ColabkitError
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        # IPython ignores what a custom handler returns: the handler shows the error itself. Through
+        # _showtraceback (what IPython's own tracebacks use), the kernel sends a normal "error" output
+        # whose traceback is just the message, and the execute reply still says the cell failed.
+        shell._showtraceback(etype, value, error_lines(value))
+
+    shell.set_custom_exc((ColabkitError,), handler)
+    return True
 
 
 def show_report(report) -> None:
