@@ -6,7 +6,10 @@ named by path. tqdm.auto picks the widget bar in notebooks and the text bar else
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
+import warnings
 from pathlib import Path
 
 
@@ -127,6 +130,44 @@ def install_error_display(shell=None) -> bool:
 
     shell.set_custom_exc((ColabkitError,), handler)
     return True
+
+
+# Library notices that mean nothing to an artist, where our calls trigger them: (logger, text in the message).
+LIBRARY_NOISE = (
+    # bitsandbytes on a CPU with AVX512-bf16, at import: an optional 4-bit kernel we never use (8-bit AdamW only).
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+    # diffusers on vae.to(float32): "modules that should be kept in float32: []", i.e. none; the VAE is fp32 anyway.
+    ("diffusers.models.modeling_utils", "that should be kept in float32: []"),
+    # transformers' image processors fall back to their PIL versions, which is what we want (no torchvision).
+    ("transformers.utils.import_utils", "requires torchvision (not installed)"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts: tuple[str, ...]):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(t in message for t in self.texts)
+
+
+@contextlib.contextmanager
+def quiet_library_notices():
+    """Drop LIBRARY_NOISE (those messages only, on those loggers) while the block runs; everything else shows."""
+    added = []
+    for name in {n for n, _ in LIBRARY_NOISE}:
+        f = _DropMessages(tuple(t for n, t in LIBRARY_NOISE if n == name))
+        logging.getLogger(name).addFilter(f)
+        added.append((name, f))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torchvision.*", module=r"transformers\..*")
+            yield
+    finally:
+        for name, f in added:
+            logging.getLogger(name).removeFilter(f)
 
 
 def show_report(report) -> None:

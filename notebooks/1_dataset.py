@@ -67,16 +67,17 @@ show_check_report(dataset_report)
 # %%
 # @title Step 3: tag images { display-mode: "form" }
 tagging_method = "anime tags"  # @param ["anime tags", "photo captions"]
-tagger_model = "wd-eva02-large-tagger-v3"  # @param ["wd-eva02-large-tagger-v3", "wd-vit-large-tagger-v3", "wd-vit-tagger-v3", "wd-swinv2-tagger-v3"] {allow-input: true}
+tagger_model = "wd-eva02-large-tagger-v3"  # @param ["wd-eva02-large-tagger-v3", "wd-vit-large-tagger-v3", "wd-vit-tagger-v3", "wd-swinv2-tagger-v3", "tiny-wd14"] {allow-input: true}
 tag_threshold = 0.35  # @param {type:"slider", min:0.05, max:1, step:0.05}
 character_threshold = 0.85  # @param {type:"slider", min:0.05, max:1.05, step:0.05}
-caption_model = "Salesforce/blip-image-captioning-large"  # @param ["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base"] {allow-input: true}
+caption_model = "Salesforce/blip-image-captioning-large"  # @param ["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base", "tiny-blip"] {allow-input: true}
 caption_min_length = 5  # @param {type:"integer"}
 caption_max_length = 40  # @param {type:"integer"}
 activation_tag = "houtline"  # @param {type:"string"}
 blacklist_tags = ""  # @param {type:"string"}
 overwrite_captions = False  # @param {type:"boolean"}
 # @markdown `tagger_model` / `caption_model` also accept a folder on Drive with your own model.
+# @markdown `tiny-wd14` / `tiny-blip`: built in, no download, no GPU (random weights: to try the flow, not for real tags).
 from colabkit.dataset.pipeline import tag_dataset
 from colabkit.display_dataset import show_tag_report
 

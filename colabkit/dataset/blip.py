@@ -111,7 +111,10 @@ class BlipCaptioner:
 
 @functools.lru_cache(maxsize=1)
 def _load_cached(source: str, device: str | None) -> BlipCaptioner:
-    return BlipCaptioner(source, device)
+    from colabkit.display import quiet_library_notices
+
+    with quiet_library_notices():  # e.g. "BlipImageProcessor requires torchvision": the PIL fallback is fine
+        return BlipCaptioner(source, device)
 
 
 def load_captioner(caption_model: str, device: str | None = None) -> BlipCaptioner:

@@ -24,7 +24,8 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
     from colabkit.colab import flush_drive
 
     preflight(cfg, show=False).raise_if_errors()
-    result = train(cfg, reporter=display.NotebookReporter(), device=device)
+    with display.quiet_library_notices():
+        result = train(cfg, reporter=display.NotebookReporter(), device=device)
     if result.status == "stopped" and flush_drive():
         result.message += (" Drive was flushed and unmounted so every file reached Google Drive; "
                            "the next run mounts it again.")

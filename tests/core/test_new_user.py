@@ -139,3 +139,19 @@ def test_written_files_get_the_usual_mode(tmp_path, mask):
         os.umask(old)
     for p in paths:
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+def test_library_noise_is_dropped_only_around_our_calls(caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    noise = [(name, f"{text} (details)") for name, text in display.LIBRARY_NOISE]
+    with display.quiet_library_notices():
+        for name, message in noise:
+            logging.getLogger(name).warning(message)
+        logging.getLogger("diffusers.models.modeling_utils").warning("a real problem")
+    assert [r.getMessage() for r in caplog.records] == ["a real problem"]  # other messages still show
+    caplog.clear()
+    for name, message in noise:
+        logging.getLogger(name).warning(message)
+    assert len(caplog.records) == len(noise)  # not silenced globally: only inside the block
