@@ -65,5 +65,6 @@ def test_notebook_stays_light_after_many_sample_grids(tiny_project, drive):
     import nbformat
 
     size = len(nbformat.writes(nb).encode())
+    print(f"executed notebook: {size / 1e6:.2f} MB; full-size grids embedded would be {full_size_embeds / 1e6:.2f} MB")
     assert size < 3e6, f"executed notebook is {size / 1e6:.1f} MB"
     assert len(outputs(nb, "image/jpeg")) >= 3  # the previews are there: two epochs and the finish cell
