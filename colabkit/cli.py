@@ -22,6 +22,11 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+# Where a field's choices are not in its type: said in --help (the built-in tiny model above all: no GPU needed).
+FIELD_HELP = {"base_model": "a preset (SDXL base 1.0, Pony Diffusion V6 XL, ...), an https:// link, a path, or "
+                            "tiny-sdxl (built in: no download, runs on a CPU, random weights); "}
+
+
 def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
     """One option per field of the config dataclass ``cls`` (TrainConfig, TagConfig, ...): its type, its
     default, and for a ``Literal`` field its choices (listed as suggestions when other text is allowed)."""
@@ -47,7 +52,8 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
                 parser.add_argument(opt, dest=f.name, type=type(values[0]), choices=values, default=f.default,
                                     help=f"default {f.default!r}")
         else:
-            parser.add_argument(opt, dest=f.name, type=kind, default=f.default, help=f"default {f.default!r}")
+            parser.add_argument(opt, dest=f.name, type=kind, default=f.default,
+                                help=FIELD_HELP.get(f.name, "") + f"default {f.default!r}")
 
 
 def config_from_args(cls, args: argparse.Namespace):
@@ -87,7 +93,7 @@ def cmd_train(args) -> int:
 def cmd_demo(args) -> int:
     from colabkit.demo import run_demo
 
-    run_demo(args.project_name, steps=args.steps)
+    run_demo(args.project_name, steps=args.steps, start_over=args.start_over)
     return 0
 
 
@@ -163,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the whole flow on a local folder with the built-in tiny models (no GPU)")
     s.add_argument("--project-name", dest="project_name", default="demo")
-    s.add_argument("--steps", type=int, default=40)
+    s.add_argument("--steps", type=int, default=40,
+                   help="training steps (default 40); more than a finished demo run trains it further")
+    s.add_argument("--start-over", dest="start_over", type=parse_bool, nargs="?", const=True, default=False,
+                   metavar="BOOL", help="train again from scratch (the earlier run's files are kept)")
     s.set_defaults(func=cmd_demo)
 
     register_assets_cli(sub)

@@ -91,6 +91,7 @@ def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu:
     """
     from colabkit import display
 
+    display.install_error_display()  # from here on a ColabkitError in a cell shows as its message alone
     if need_gpu and doctor.gpu_info() is None:
         # Said first, before minutes of installs: the fix is a runtime change, then a restart.
         display.show_text(doctor.no_gpu_message(), "error")

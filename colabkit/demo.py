@@ -9,7 +9,7 @@ from __future__ import annotations
 from colabkit import display
 
 
-def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128):
+def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128, start_over: bool = False):
     from colabkit.colab import open_or_create_project
     from colabkit.dataset.pipeline import check_dataset, tag_dataset
     from colabkit.tiny.drawings import make_image_folder
@@ -28,7 +28,12 @@ def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128)
                          train_batch_size=2, max_train_steps=steps, optimizer="AdamW8bit", sample_steps=8,
                          network_dim=8, network_alpha=4, budget_hours=1.0, budget_margin_minutes=0,
                          # short: the tiny tokenizer spells prompts letter by letter into CLIP's 77 tokens
-                         sample_prompts="houtline, drawing\nhoutline, white background")
+                         sample_prompts="houtline, drawing\nhoutline, white background", start_over=start_over)
     result = train_lora(config)
+    if result.status == "already finished":
+        # The training message speaks of the notebook's fields; the demo's own options do the same.
+        display.show_text(f"The demo's LoRA is already trained ({result.step} steps). To train it further: "
+                          f"python -m colabkit demo --steps {max(steps, result.step) * 2}; to train it again from "
+                          "scratch: python -m colabkit demo --start-over (the earlier files are kept).")
     show_results(config)
     return result

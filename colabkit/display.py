@@ -6,7 +6,10 @@ named by path. tqdm.auto picks the widget bar in notebooks and the text bar else
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
+import warnings
 from pathlib import Path
 
 
@@ -29,13 +32,49 @@ def show_text(text: str, kind: str = "info") -> None:
         print(text)
 
 
+# Inline pictures are previews: the notebook (autosaved to Drive by Colab) must stay small however many
+# epochs run, while the full-size files stay on Drive. A 3072x1024 sample grid is ~7 MB as PNG; as a
+# 1024-px JPEG it is ~0.1 MB.
+PREVIEW_MAX_SIDE = 1024
+PREVIEW_MAX_BYTES = 256 * 1024
+
+
+def preview_bytes(path: Path, max_side: int = PREVIEW_MAX_SIDE, max_bytes: int = PREVIEW_MAX_BYTES) -> tuple[bytes, str]:
+    """(image bytes, 'png' or 'jpeg') to embed for ``path``: the file itself when small, else a downscaled JPEG."""
+    from PIL import Image
+
+    path = Path(path)
+    data = path.read_bytes()
+    with Image.open(path) as im:
+        fmt = (im.format or "").lower()
+        if fmt in ("png", "jpeg") and max(im.size) <= max_side and len(data) <= max_bytes:
+            return data, fmt
+        im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
+        if im.mode == "RGBA":  # JPEG has no alpha: previews go on white, like the training images
+            flat = Image.new("RGB", im.size, "white")
+            flat.paste(im, mask=im.getchannel("A"))
+            im = flat
+        im = im.convert("RGB")
+        scale = min(1.0, max_side / max(im.size))
+        if scale < 1.0:
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                           Image.Resampling.LANCZOS)
+        import io
+
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85, optimize=True)
+        return buf.getvalue(), "jpeg"
+
+
 def show_image(path: Path, title: str | None = None, width: int | None = None) -> None:
+    """A picture inline (a light preview; the full-size file stays where it is), or its path in a terminal."""
     if in_notebook():
         from IPython.display import Image, display
 
+        data, fmt = preview_bytes(path)
         if title:
             show_text(title)
-        display(Image(filename=str(path), width=width))
+        display(Image(data=data, format=fmt, width=width))
     else:
         print(f"{title + ': ' if title else ''}{path}")
 
@@ -59,6 +98,76 @@ def show_table(rows: list[dict], title: str | None = None) -> None:
         print("  ".join(str(c).ljust(widths[c]) for c in cols))
         for r in rows:
             print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def error_lines(error: BaseException) -> list[str]:
+    """How a ColabkitError reads in a notebook: its message alone, in red (ANSI, as Jupyter shows tracebacks)."""
+    return [f"\x1b[1;31m{line}\x1b[0m" for line in (str(error) or type(error).__name__).splitlines()]
+
+
+def install_error_display(shell=None) -> bool:
+    """In IPython/Jupyter/Colab: show a ColabkitError as its message alone, without the traceback.
+
+    A ColabkitError is an answer (what is wrong and the fix), not a crash: ~20 lines of frames around
+    it hide the one useful line. The cell still fails (so "Run all" stops there); every other
+    exception keeps IPython's usual traceback. Returns False outside IPython. Idempotent.
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    from colabkit.errors import ColabkitError
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        # IPython ignores what a custom handler returns: the handler shows the error itself. Through
+        # _showtraceback (what IPython's own tracebacks use), the kernel sends a normal "error" output
+        # whose traceback is just the message, and the execute reply still says the cell failed.
+        shell._showtraceback(etype, value, error_lines(value))
+
+    shell.set_custom_exc((ColabkitError,), handler)
+    return True
+
+
+# Library notices that mean nothing to an artist, where our calls trigger them: (logger, text in the message).
+LIBRARY_NOISE = (
+    # bitsandbytes on a CPU with AVX512-bf16, at import: an optional 4-bit kernel we never use (8-bit AdamW only).
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+    # diffusers on vae.to(float32): "modules that should be kept in float32: []", i.e. none; the VAE is fp32 anyway.
+    ("diffusers.models.modeling_utils", "that should be kept in float32: []"),
+    # transformers' image processors fall back to their PIL versions, which is what we want (no torchvision).
+    ("transformers.utils.import_utils", "requires torchvision (not installed)"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts: tuple[str, ...]):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(t in message for t in self.texts)
+
+
+@contextlib.contextmanager
+def quiet_library_notices():
+    """Drop LIBRARY_NOISE (those messages only, on those loggers) while the block runs; everything else shows."""
+    added = []
+    for name in {n for n, _ in LIBRARY_NOISE}:
+        f = _DropMessages(tuple(t for n, t in LIBRARY_NOISE if n == name))
+        logging.getLogger(name).addFilter(f)
+        added.append((name, f))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torchvision.*", module=r"transformers\..*")
+            yield
+    finally:
+        for name, f in added:
+            logging.getLogger(name).removeFilter(f)
 
 
 def show_report(report) -> None:

@@ -77,7 +77,7 @@ def tag_report_html(report, show: int = 8) -> str:
         parts.append(_table(["file", "problem", "what to do"], [[_esc(p.file.name), _esc(p.reason), _esc(p.fix)] for p in report.failed]))
     if report.skipped:
         names = ", ".join(p.file.name for p in report.skipped)
-        parts.append(f"<p style='margin:2px 0'>Not tagged (see step 1): {_esc(names)}</p>")
+        parts.append(f"<p style='margin:2px 0'>Not tagged (see Step 2, the image check): {_esc(names)}</p>")
     sample = list(report.captions.items())[:show]
     if sample:
         parts.append(_table(["image", "caption"], [[_esc(k), _esc(v)] for k, v in sample]))

@@ -32,6 +32,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere reading it means setting it (then straight back)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -51,6 +64,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        try:
+            # mkstemp makes the file 0600 (and some writers recreate it): the finished file gets the mode any
+            # new file gets (0666 minus the umask, 0644 usually), so other tools and users can read it.
+            os.chmod(tmp_path, 0o666 & ~current_umask())
+        except OSError:
+            pass  # a mount without permissions (Drive's FUSE): nothing to fix there
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -47,7 +47,8 @@ def resolve_captioner(name: str) -> str:
         return name
     raise ColabkitError(
         f"Unknown caption_model {name!r}. Use {' or '.join(KNOWN_CAPTIONERS)}, another BLIP repo on the hub, "
-        "or a local folder with a saved BLIP model and processor."
+        f"a local folder with a saved BLIP model and processor, or the built-in '{TINY_BLIP_NAME}' (offline, CPU, "
+        "random weights: for trying the flow)."
     )
 
 
@@ -58,14 +59,35 @@ class BlipCaptioner:
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        from colabkit.offline import builtin_hint, no_network_reason
+
+        remote = not Path(source).is_dir()
         try:
-            self.processor = BlipProcessor.from_pretrained(source)
-            self.model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+            self.processor = BlipProcessor.from_pretrained(source, local_files_only=remote)
+            self.model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype,
+                                                                      local_files_only=remote)
+            remote = False  # found in the local cache: no network needed
         except (OSError, ValueError) as e:  # not found, offline, not a BLIP checkpoint
-            raise ColabkitError(
-                f"Could not load the caption model {source!r} ({type(e).__name__}: {e}). Check caption_model and "
-                "the internet connection, or use a local folder with a saved BLIP model and processor."
-            ) from e
+            if not remote:
+                raise ColabkitError(
+                    f"Could not load the caption model {source!r} ({type(e).__name__}: {e}). Check caption_model, "
+                    "or use a local folder with a saved BLIP model and processor. " + builtin_hint("caption_model")
+                ) from None
+        if remote:
+            reason = no_network_reason()
+            if reason:  # said at once, instead of the hub's retries and then a traceback
+                raise ColabkitError(f"The caption model {source} is not downloaded yet and {reason}. Connect to the "
+                                    "internet, or use a local folder with a saved BLIP model and processor. "
+                                    + builtin_hint("caption_model"))
+            try:
+                self.processor = BlipProcessor.from_pretrained(source)
+                self.model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+            except (OSError, ValueError) as e:  # not found, not a BLIP checkpoint, network cut mid-way
+                raise ColabkitError(
+                    f"Could not load the caption model {source!r} ({type(e).__name__}: {e}). Check caption_model and "
+                    "the internet connection, or use a local folder with a saved BLIP model and processor. "
+                    + builtin_hint("caption_model")
+                ) from None
         self.model.to(self.device).eval()
         size = getattr(self.processor.image_processor, "size", None) or {}
         self.image_size = int(size.get("height") or size.get("shortest_edge") or 384)
@@ -91,7 +113,10 @@ class BlipCaptioner:
 
 @functools.lru_cache(maxsize=1)
 def _load_cached(source: str, device: str | None) -> BlipCaptioner:
-    return BlipCaptioner(source, device)
+    from colabkit.display import quiet_library_notices
+
+    with quiet_library_notices():  # e.g. "BlipImageProcessor requires torchvision": the PIL fallback is fine
+        return BlipCaptioner(source, device)
 
 
 def load_captioner(caption_model: str, device: str | None = None) -> BlipCaptioner:

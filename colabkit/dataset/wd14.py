@@ -68,21 +68,36 @@ def resolve_tagger(name: str) -> Path:
         return _download(name)
     raise ColabkitError(
         f"Unknown tagger_model {name!r}. Use one of {', '.join(KNOWN_TAGGERS)}, a Hugging Face repo such as "
-        f"'{HUB_OWNER}/{DEFAULT_TAGGER}', or a folder containing {MODEL_FILE} and {TAGS_FILE}."
+        f"'{HUB_OWNER}/{DEFAULT_TAGGER}', a folder containing {MODEL_FILE} and {TAGS_FILE}, or the built-in "
+        f"'{TINY_TAGGER_NAME}' (offline, CPU, random weights: for trying the flow)."
     )
 
 
 def _download(repo_id: str) -> Path:
     from huggingface_hub import hf_hub_download
 
+    from colabkit.offline import builtin_hint, no_network_reason
+
+    try:  # downloaded before (this runtime or HF_HOME on Drive): no network needed
+        model = hf_hub_download(repo_id, MODEL_FILE, local_files_only=True)
+        hf_hub_download(repo_id, TAGS_FILE, local_files_only=True)
+        return Path(model).parent
+    except Exception:
+        pass
+    reason = no_network_reason()
+    if reason:  # said at once, instead of huggingface_hub's retries and then a traceback
+        raise ColabkitError(f"The tagger {repo_id} is not downloaded yet and {reason}. Connect to the internet, or "
+                            f"point tagger_model at a folder with {MODEL_FILE} and {TAGS_FILE}. "
+                            + builtin_hint("tagger_model"))
     try:
         model = hf_hub_download(repo_id, MODEL_FILE)
         hf_hub_download(repo_id, TAGS_FILE)
     except Exception as e:  # offline, typo, gated repo: all fixable by the user
         raise ColabkitError(
             f"Could not download the tagger {repo_id} ({type(e).__name__}: {e}). Check tagger_model and the "
-            f"internet connection, or point tagger_model at a folder with {MODEL_FILE} and {TAGS_FILE}."
-        ) from e
+            f"internet connection, or point tagger_model at a folder with {MODEL_FILE} and {TAGS_FILE}. "
+            + builtin_hint("tagger_model")
+        ) from None  # the message has it all; the hub's chained traceback would only bury it
     return Path(model).parent  # both files land in the same snapshot folder
 
 

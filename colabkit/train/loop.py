@@ -96,7 +96,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
     dev = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    rep.stage(f"Loading {resolved.name} ({accelerator.mixed_precision} on {dev}).")
+    rep.stage(f"Loading {resolved.name} on {dev}" + ("" if accelerator.mixed_precision == "no"
+                                                    else f" ({accelerator.mixed_precision} mixed precision)") + ".")
     parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix,
                              prediction_type=prediction, zero_terminal_snr=plan.zero_terminal_snr)
 
@@ -307,7 +308,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     if accelerator.is_main_process:
         _export(project, run, trained, final, items, activation, resolved, prediction, plan.zero_terminal_snr,
                 plan.steps.epochs, step)
-        files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
+        files.write_text(final.with_suffix(".json"), run.replace(activation_tag=activation).to_json() + "\n")
     folder = save_state(step, finished=True)
     msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
            f"(activation tag: {activation or '(none)'}).")

@@ -27,7 +27,8 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
 
     plan = make_plan(cfg, device=device)
     preflight(plan, show=False).raise_if_errors()
-    result = train(plan, reporter=display.NotebookReporter())
+    with display.quiet_library_notices():
+        result = train(plan, reporter=display.NotebookReporter())
     if result.status == "stopped" and flush_drive():
         result.message += (" Drive was flushed and unmounted so every file reached Google Drive; "
                            "the next run mounts it again.")

@@ -89,7 +89,7 @@ def run_notebook(py_path: str | os.PathLike, params: dict[str, Any] | None = Non
     """Execute a notebook source headless, top to bottom; returns the executed notebook.
 
     ``env`` is added to the kernel's environment (e.g. COLABKIT_DRIVE_ROOT). A failing cell raises
-    nbclient's CellExecutionError with the cell's traceback.
+    nbclient's CellExecutionError with the cell's traceback, and the notebook as executed so far as ``.notebook``.
     """
     from nbclient import NotebookClient
 
@@ -104,7 +104,13 @@ def run_notebook(py_path: str | os.PathLike, params: dict[str, Any] | None = Non
                             resources={"metadata": {"path": str(cwd or Path(py_path).parent)}})
     client.km_kwargs = {"env": kernel_env}  # nbclient passes these to the kernel manager
     _ensure_kernel_spec()
-    client.execute(env=kernel_env)
+    from nbclient.exceptions import CellExecutionError
+
+    try:
+        client.execute(env=kernel_env)
+    except CellExecutionError as e:
+        e.notebook = nb  # executed up to the failing cell: its outputs show what the user saw
+        raise
     return nb
 
 

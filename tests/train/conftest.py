@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 from PIL import Image, ImageDraw
 
@@ -16,9 +18,7 @@ def draw(i: int, size: tuple[int, int]) -> Image.Image:
     return im
 
 
-@pytest.fixture
-def tiny_project(drive, tiny_sdxl):
-    """A project with 4 captioned drawings (two aspect ratios), ready to train on tiny-sdxl."""
+def fill_project() -> Project:
     project = Project.at("houtline").create()
     for i in range(4):
         draw(i, (64, 64) if i % 2 else (96, 64)).save(project.dataset / f"d{i}.png")
@@ -27,6 +27,38 @@ def tiny_project(drive, tiny_sdxl):
     # and training uses only what the check accepts), so tests at resolution 1024 still see them.
     save_limits(project, 32, 4.0)
     return project
+
+
+@pytest.fixture
+def tiny_project(drive, tiny_sdxl):
+    """A project with 4 captioned drawings (two aspect ratios), ready to train on tiny-sdxl."""
+    return fill_project()
+
+
+@pytest.fixture(scope="session")
+def _stopped_drive(tmp_path_factory, tiny_sdxl):
+    from colabkit.train.loop import train
+    from helpers.budget import StopAfter
+
+    root = tmp_path_factory.mktemp("stopped") / "MyDrive"
+    root.mkdir()
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("COLABKIT_DRIVE_ROOT", str(root))
+        fill_project()
+        result = train(tiny_config(epochs=3), budget=StopAfter(2), device="cpu")
+    assert result.status == "stopped" and result.step == 2
+    return root
+
+
+@pytest.fixture
+def stopped_project(drive, _stopped_drive):
+    """tiny_project after ``train(tiny_config(epochs=3))`` was stopped by the budget at step 2.
+
+    Trained once per session and copied into each test's Drive (a Drive folder carries the whole run),
+    instead of the same few training steps once per test.
+    """
+    shutil.copytree(_stopped_drive, drive, dirs_exist_ok=True)
+    return Project.at("houtline")
 
 
 @pytest.fixture

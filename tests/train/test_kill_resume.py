@@ -34,28 +34,44 @@ def start(drive):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def kill_when(proc, state_dir, target_step, extra_s):
-    """SIGKILL once the state of ``target_step`` is on disk plus ``extra_s`` (mid-step or mid-save)."""
-    deadline = time.time() + 120
-    while saved_step(state_dir) < target_step and proc.poll() is None and time.time() < deadline:
+def kill_when(proc, state_dir, target_step, fraction):
+    """SIGKILL once the state of ``target_step`` is on disk, plus ``fraction`` of the time one step took.
+
+    Waits on what the run has done (the saved states), not on wall-clock limits, so a busy machine only
+    makes it slower: the kill still lands inside the next step or inside its save, whatever the speed.
+    """
+    seen, last, step_s = saved_step(state_dir), time.monotonic(), None
+    while seen < target_step and proc.poll() is None:
         time.sleep(0.005)
-    time.sleep(extra_s)
+        now_seen = saved_step(state_dir)
+        if now_seen > seen:
+            if seen:  # the time between two saves (one step, save_state_every_n_steps=1)
+                step_s = (time.monotonic() - last) / (now_seen - seen)
+            seen, last = now_seen, time.monotonic()
+    time.sleep(fraction * (step_s or 0.2))
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.communicate()
     return proc.returncode
 
 
+def finish(proc) -> bytes:
+    out, _ = proc.communicate()  # no wall-clock limit: the run ends by itself (pytest-timeout guards hangs)
+    assert proc.returncode == 0, out.decode()
+    return out
+
+
+# Bounded by work: ~10 short runs of 24 tiny steps. pytest-timeout stays as a hang guard, sized for a machine
+# with several times more load than cores (alone it takes ~1.5 min).
+@pytest.mark.timeout(1800)
 def test_sigkill_anywhere_resumes_to_the_same_lora(tiny_project, tmp_path):
     drive = tiny_project.root.parents[1]
     pristine = tmp_path / "pristine"
     shutil.copytree(drive, pristine)
-    proc = start(drive)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()
+    finish(start(drive))
     reference = load_file(tiny_project.output / "houtline.safetensors")
 
-    for seed in (1, 2, 3):
+    for seed in (1, 2):
         rng = random.Random(seed)
         run_drive = tmp_path / f"run{seed}"
         shutil.copytree(pristine, run_drive)
@@ -63,16 +79,18 @@ def test_sigkill_anywhere_resumes_to_the_same_lora(tiny_project, tmp_path):
         # One kill during start-up or caching (before any state), then kills a random few steps on,
         # a random fraction of a step after a save landed: inside the next step or inside its save.
         if seed == 1:
-            kill_when(start(run_drive), state, 0, rng.uniform(1.0, 6.0))
+            proc = start(run_drive)
+            log = run_drive / "Loras" / "houtline"
+            while proc.poll() is None and not (log / "training" / "cache").exists():
+                time.sleep(0.005)  # caching has begun: the model is loaded, no state saved yet
+            kill_when(proc, state, 0, rng.uniform(0.0, 1.0))
         killed_at = []
         while saved_step(state) < TOTAL - 4 and len(killed_at) < 3:
             target = min(saved_step(state) + rng.randint(2, 6), TOTAL - 3)  # leaves time to kill
-            code = kill_when(start(run_drive), state, target, rng.uniform(0.0, 0.25))
+            code = kill_when(start(run_drive), state, target, rng.uniform(0.0, 1.0))
             assert code == -signal.SIGKILL, f"the run ended on its own (code {code}) before the kill"
             killed_at.append(saved_step(state))
-        proc = start(run_drive)
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, out.decode()
+        out = finish(start(run_drive))
         assert b"Finished" in out
         assert len(killed_at) >= 2 and killed_at == sorted(killed_at), killed_at
         resumed = load_file(run_drive / "Loras" / "houtline" / "output" / "houtline.safetensors")

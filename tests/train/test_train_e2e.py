@@ -83,9 +83,9 @@ def test_budget_stop_and_resume_is_bit_exact(tiny_project, make_config, tmp_path
     more = train(cfg.replace(epochs=4), device="cpu")
     assert more.status == "finished" and more.step > last.step
 
-def test_changed_settings_are_refused_with_the_difference(tiny_project, make_config):
+def test_changed_settings_are_refused_with_the_difference(stopped_project, make_config):
+    tiny_project = stopped_project
     cfg = make_config(epochs=3)
-    assert train(cfg, budget=StopAfter(2), device="cpu").status == "stopped"
     with pytest.raises(ColabkitError) as e:
         train(cfg.replace(network_dim=8), device="cpu")
     assert "network_dim: 4 then, 8 now" in str(e.value) and "start_over" in str(e.value)
@@ -97,9 +97,8 @@ def test_changed_settings_are_refused_with_the_difference(tiny_project, make_con
     assert result.status == "finished"
     assert any(p.name.startswith("state-old-") for p in tiny_project.training.iterdir())
 
-def test_harmless_changes_resume(tiny_project, make_config):
+def test_harmless_changes_resume(stopped_project, make_config):
     cfg = make_config(epochs=3)
-    train(cfg, budget=StopAfter(2), device="cpu")
     result = train(cfg.replace(budget_hours=1.5, save_every_n_epochs=2, sample_prompts="houtline, cat"), device="cpu")
     assert result.status == "finished"
 

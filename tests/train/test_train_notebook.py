@@ -43,3 +43,28 @@ def test_preflight_mistake_is_one_clear_message(drive):
         run_notebook(NOTEBOOKS / "2_train.py", {**PARAMS, "project_name": "nope"},
                      env={"COLABKIT_DRIVE_ROOT": str(drive)}, timeout=300)
     assert "No project 'nope'" in str(e.value)
+    # What the user sees: the message alone (red), no traceback frames around it; the cell still failed.
+    errors = [o for o in outputs(e.value.notebook) if o.get("output_type") == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "ColabkitError"
+    shown = "\n".join(errors[0]["traceback"])
+    assert "No project 'nope'" in shown and "\x1b[1;31m" in shown
+    assert "Traceback" not in shown and "----> " not in shown and ".py:" not in shown and "File " not in shown
+
+
+def test_notebook_stays_light_after_many_sample_grids(tiny_project, drive):
+    # Samples at 512 px, two prompts: each grid is a ~1.2 MB PNG on Drive. Embedded as they are, three of them
+    # (two epochs and the finish cell) would make the notebook, which Colab autosaves to Drive, ~5 MB.
+    params = {**PARAMS, "resolution": 512, "num_repeats": 1, "train_batch_size": 2, "epochs": 2,
+              "sample_every_n_epochs": 1, "budget_hours": 3.0, "sample_prompts": "houtline\nhoutline, circle"}
+    nb = run_notebook(NOTEBOOKS / "2_train.py", params, env={"COLABKIT_DRIVE_ROOT": str(drive)}, timeout=500)
+    assert "Finished: 4/4 steps" in text_of(nb)
+    grids = sorted(tiny_project.samples.glob("grid-*.png"))
+    assert len(grids) == 2
+    full_size_embeds = (sum(g.stat().st_size for g in grids) + grids[-1].stat().st_size) * 4 / 3  # base64
+    assert full_size_embeds > 3e6  # what the notebook would have carried before
+    import nbformat
+
+    size = len(nbformat.writes(nb).encode())
+    print(f"executed notebook: {size / 1e6:.2f} MB; full-size grids embedded would be {full_size_embeds / 1e6:.2f} MB")
+    assert size < 3e6, f"executed notebook is {size / 1e6:.1f} MB"
+    assert len(outputs(nb, "image/jpeg")) >= 3  # the previews are there: two epochs and the finish cell

@@ -41,8 +41,9 @@ def cache_dir() -> Path:
 
 def offline() -> bool:
     """True when the environment asks for no network (HF_HUB_OFFLINE or COLABKIT_OFFLINE set to a true value)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "COLABKIT_OFFLINE"))
+    from colabkit.offline import offline as _offline
+
+    return _offline()
 
 
 def redact(url: str) -> str:
@@ -200,10 +201,13 @@ def _progress_fn(progress: bool | ProgressFn, name: str) -> tuple[ProgressFn | N
 def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha256: str | None = None,
              progress: bool | ProgressFn = True, retries: int = 4, timeout: float = 60) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` if present; verify size/sha256; rename atomically."""
+    from colabkit.offline import builtin_hint, no_network_reason
+
     dest = Path(dest)
-    if offline():
-        raise ColabkitError(f"{dest.name} is not downloaded yet and this session is offline (HF_HUB_OFFLINE or "
-                            f"COLABKIT_OFFLINE is set). Connect to the internet, or put the file at {dest}.")
+    reason = no_network_reason(url)
+    if reason:  # said at once, not after minutes of retries
+        raise ColabkitError(f"{dest.name} is not downloaded yet and {reason}. Connect to the internet, or put the "
+                            f"file at {dest}. " + builtin_hint("base_model"))
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     # Always hashed (cheap next to the network): the recorded sha256 identifies the file for caches later.
@@ -234,7 +238,8 @@ def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha2
                     reason = getattr(e, "reason", e)
                     raise ColabkitError(
                         f"Download of {dest.name} from {redact(url)} failed ({reason}). What arrived is kept in "
-                        f"{part.name}: run again and it continues from there.") from None
+                        f"{part.name}: run again and it continues from there. " + builtin_hint("base_model")
+                    ) from None
             attempt += 1
             time.sleep(min(30, 2 ** attempt))
             done = part.stat().st_size if part.exists() else 0
