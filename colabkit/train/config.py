@@ -229,7 +229,11 @@ class StepPlan:
 
     def describe(self) -> str:
         line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
-                f"{self.steps_per_epoch} steps per epoch x {self.epochs} epochs = {self.total_steps} steps")
+                f"{self.steps_per_epoch} steps per epoch")
+        if self.total_steps == self.steps_per_epoch * self.epochs:
+            line += f" x {self.epochs} epochs = {self.total_steps} steps"
+        else:  # max_train_steps: the last epoch is cut short, say so rather than print wrong arithmetic
+            line += f"; max_train_steps {self.total_steps} = {self.epochs} epochs, the last one partial"
         return line + (f"\n{self.suggestion}" if self.suggestion else "")
 
 

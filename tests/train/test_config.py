@@ -71,3 +71,12 @@ def test_harmless_changes_are_not_critical():
     assert diff_critical(a, b) == {}
     c = TrainConfig(project_name="p", network_dim=32).to_dict()
     assert diff_critical(a, c) == {"network_dim": (16, 32)}
+
+
+def test_step_maths_line_reads_right_with_and_without_max_train_steps():
+    by_epochs = step_plan([6], TrainConfig(project_name="p", num_repeats=10, train_batch_size=2, epochs=2))
+    assert by_epochs.describe().splitlines()[0] == (
+        "6 images x 10 repeats / batch 2 = 30 steps per epoch x 2 epochs = 60 steps")
+    by_steps = step_plan([6], TrainConfig(project_name="p", num_repeats=10, train_batch_size=2, max_train_steps=40))
+    assert by_steps.describe().splitlines()[0] == (
+        "6 images x 10 repeats / batch 2 = 30 steps per epoch; max_train_steps 40 = 2 epochs, the last one partial")
