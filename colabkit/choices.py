@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any, Literal
 
+from colabkit.errors import ColabkitError
+
 
 def choices_of(hint: Any) -> tuple[tuple[Any, ...], bool] | None:
     """(allowed values, open) for ``Literal[...]`` (closed) or ``Literal[...] | str`` (open); else None."""
@@ -50,3 +52,44 @@ def choice_problems(config) -> list[str]:
         elif value not in allowed:
             lines.append(f"{f.name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
     return lines
+
+
+class StepConfig:
+    """What every notebook step's config shares (TrainConfig, the dataset steps', the asset steps'): checked once,
+    when made, against its Literal choices and its own rules (``_problems``), every problem in one message; and dict
+    in, dict out. Subclasses are dataclasses whose field names are the notebook's form fields."""
+
+    def __post_init__(self) -> None:
+        problems = self._project_problems() + choice_problems(self) + list(self._problems())
+        if problems:
+            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(problems))
+
+    def _problems(self):
+        return ()
+
+    def _project_problems(self) -> list[str]:
+        """A project name, where the step has one: required ones always, optional ones when given."""
+        from colabkit.project import validate_project_name
+
+        field = next((f for f in dataclasses.fields(self) if f.name == "project_name"), None)
+        if field is None or (not self.project_name and field.default is not dataclasses.MISSING):
+            return []
+        try:
+            validate_project_name(self.project_name)
+        except ColabkitError as e:
+            return [str(e)]
+        return []
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)

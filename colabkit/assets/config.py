@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from colabkit.choices import StepConfig
 from colabkit.errors import ColabkitError
-from colabkit.project import validate_project_name
 
 Sampler = Literal["DPM++ 2M Karras", "DPM++ 2M SDE Karras", "Euler a", "Euler"]
 Prediction = Literal["auto", "epsilon", "v_prediction"]
@@ -48,29 +47,7 @@ def split_names(text: str) -> list[str]:
     return [x.strip() for x in re.split(r"[,\n]", str(text)) if x.strip()]
 
 
-def _literal_problems(config) -> typing.Iterator[str]:
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is Literal and getattr(config, f.name) not in typing.get_args(hint):
-            yield f"{f.name} must be one of {', '.join(map(str, typing.get_args(hint)))}; got {getattr(config, f.name)!r}."
-
-
-class _Config:
-    def __post_init__(self) -> None:
-        problems = list(_literal_problems(self)) + list(self._problems())
-        if problems:
-            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(problems))
-
-    def _problems(self) -> typing.Iterator[str]:
-        return iter(())
-
-    def _project_problems(self) -> typing.Iterator[str]:
-        try:
-            validate_project_name(self.project_name)
-        except ColabkitError as e:
-            yield str(e)
-
+class _Config(StepConfig):
     def _render_problems(self) -> typing.Iterator[str]:
         try:
             parse_size(self.size)
@@ -84,17 +61,6 @@ class _Config:
             yield f"seed cannot be negative; got {self.seed}."
         if not str(self.base_model).strip():
             yield "base_model is empty: pick the model you trained on (or any SDXL checkpoint: preset, URL or path)."
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
-        return cls(**values)
-
-    def replace(self, **changes: Any):
-        return dataclasses.replace(self, **changes)
 
     @property
     def width(self) -> int:
@@ -124,7 +90,6 @@ class CompareConfig(_Config):
     prediction_type: Prediction = "auto"  # "auto": read from the checkpoint
 
     def _problems(self):
-        yield from self._project_problems()
         yield from self._render_problems()
         try:
             parse_weights(self.lora_weights)
@@ -154,7 +119,6 @@ class GenerateConfig(_Config):
     prediction_type: Prediction = "auto"  # "auto": read from the checkpoint
 
     def _problems(self):
-        yield from self._project_problems()
         # -1 is allowed here (random); the rest of the render checks apply
         yield from (p for p in self._render_problems() if not p.startswith("seed"))
         if self.seed < -1:
@@ -182,9 +146,7 @@ class CutoutConfig(_Config):
     model_file: str = ""  # an .onnx matting model (BiRefNet: MIT; isnet-anime: Apache-2.0); "": flood fill
 
     def _problems(self):
-        if self.project_name:
-            yield from self._project_problems()
-        elif not self.input_folder:
+        if not self.project_name and not self.input_folder:
             yield "give project_name (to cut out its output/generated/ pictures) or input_folder (any folder)."
         if not 0 <= self.tolerance <= 254:
             yield f"tolerance must be between 0 and 254 (24 suits a plain background); got {self.tolerance}."

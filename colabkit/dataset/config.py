@@ -9,15 +9,13 @@ CLI and the validation.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from colabkit.choices import choice_problems
+from colabkit.choices import StepConfig
 from colabkit.dataset.captions import CaptionEdits
 from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE
 from colabkit.errors import ColabkitError
-from colabkit.project import validate_project_name
 
 TaggingMethod = Literal["anime tags", "photo captions"]
 # SmilingWolf's WD14 v3 taggers, best first, and the built-in random-weight one (no download, for trying
@@ -29,35 +27,6 @@ WD14Model = Literal[
 BlipModel = Literal["Salesforce/blip-image-captioning-large", "Salesforce/blip-image-captioning-base", "tiny-blip"]
 
 
-class _StepConfig:
-    """What the three step configs share: the check at construction, dict in and out."""
-
-    def __post_init__(self) -> None:
-        errors = []
-        try:
-            validate_project_name(self.project_name)
-        except ColabkitError as e:
-            errors.append(str(e))
-        errors += choice_problems(self)
-        errors += list(self._problems())
-        if errors:
-            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(errors))
-
-    def _problems(self):
-        return ()
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 def _edit_problems(**fields: str) -> list[str]:
     try:
         CaptionEdits.from_fields(**fields)
@@ -67,7 +36,7 @@ def _edit_problems(**fields: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class CheckConfig(_StepConfig):
+class CheckConfig(StepConfig):
     """Step 2 of the dataset notebook: which images are usable (saved as the limits tagging and training use)."""
 
     project_name: str
@@ -83,7 +52,7 @@ class CheckConfig(_StepConfig):
 
 
 @dataclass(frozen=True)
-class TagConfig(_StepConfig):
+class TagConfig(StepConfig):
     """Step 3: a caption for every usable image, WD14 tags (``anime tags``) or a BLIP sentence (``photo captions``)."""
 
     project_name: str
@@ -130,7 +99,7 @@ class TagConfig(_StepConfig):
 
 
 @dataclass(frozen=True)
-class CurateConfig(_StepConfig):
+class CurateConfig(StepConfig):
     """Step 4: edits applied to every caption (trigger first, blacklist, replacements, global tags)."""
 
     project_name: str

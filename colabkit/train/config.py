@@ -13,9 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from colabkit.choices import choice_problems
-from colabkit.errors import ColabkitError
-from colabkit.project import validate_project_name
+from colabkit.choices import StepConfig
 
 # Each choice is one Literal; its tuple of values is derived from it (one list per choice, nowhere restated).
 # File-format spellings ("v" for v_prediction in LoRA metadata) are made only where those files are written.
@@ -51,7 +49,7 @@ LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(StepConfig):
     project_name: str
     base_model: str = "SDXL base 1.0"
     resolution: int = 1024
@@ -106,26 +104,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.gradient_checkpointing, bool):  # the setting was a bool before "auto" existed
             self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
-        errors = list(_problems(self))
-        if errors:
-            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(errors))
+        super().__post_init__()  # the project name, the Literal choices, then _problems
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def _problems(self):
+        return _rules(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
 
     # -- derived values ------------------------------------------------------------------------
     @property
@@ -157,11 +142,8 @@ class TrainConfig:
         return {}
 
 
-def _problems(c: TrainConfig):
-    try:
-        validate_project_name(c.project_name)
-    except ColabkitError as e:
-        yield str(e)
+def _rules(c: TrainConfig):
+    """What the types cannot say: ranges and combinations."""
     if c.resolution < 64 or c.resolution % 64:
         yield f"resolution must be a multiple of 64 (1024 for SDXL); got {c.resolution}."
     for name in ("num_repeats", "epochs", "train_batch_size", "gradient_accumulation_steps", "network_dim",
@@ -174,7 +156,6 @@ def _problems(c: TrainConfig):
             yield f"{name} cannot be negative; got {getattr(c, name)}."
     if c.network_alpha <= 0 or c.conv_alpha <= 0:
         yield "network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual)."
-    yield from choice_problems(c)
     if c.unet_lr <= 0:
         yield f"unet_lr must be positive; got {c.unet_lr}."
     if c.text_encoder_lr < 0:
