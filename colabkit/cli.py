@@ -27,7 +27,11 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         opt = "--" + f.name.replace("_", "-")
-        if f.default is dataclasses.MISSING:
+        allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+        if allowed:  # a choice: its values come from the config's Literal, parsed as their own type
+            parser.add_argument(opt, dest=f.name, type=type(allowed[0]), choices=allowed, default=f.default,
+                                help=f"default {f.default!r}")
+        elif f.default is dataclasses.MISSING:
             parser.add_argument(opt, dest=f.name, required=True, type=str)
         elif kind is bool:
             parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
@@ -59,7 +63,7 @@ def cmd_preflight(args) -> int:
     from colabkit.train.config import TrainConfig
     from colabkit.train.run import preflight
 
-    return 0 if preflight(config_from_args(TrainConfig, args)).ok else 1
+    return 0 if preflight(config_from_args(TrainConfig, args), device=args.device).ok else 1
 
 
 def cmd_train(args) -> int:
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("preflight", help="check a training setup in seconds, before any GPU time")
     add_config_options(s, TrainConfig)
+    s.add_argument("--device", default=None, help="check for a device, e.g. cpu (default: the GPU if there is one)")
     s.set_defaults(func=cmd_preflight)
 
     s = sub.add_parser("train", help="train (or resume) the project's LoRA")

@@ -49,6 +49,8 @@ keep_model_on_drive = True  # @param {type:"boolean"}
 # @markdown Keep the downloaded model in `MyDrive/Loras/_models/` (about 7 GB) so tomorrow skips the download.
 prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
 # @markdown `auto` reads it from the checkpoint; pick `v_prediction` for a v-pred model that does not say so.
+zero_terminal_snr = "auto"  # @param ["auto", "on", "off"]
+# @markdown `auto`: on when the model says it was trained with zero-terminal SNR, and with v-prediction.
 resolution = 1024  # @param {type:"integer"}
 num_repeats = 10  # @param {type:"integer"}
 epochs = 10  # @param {type:"integer"}
@@ -65,6 +67,10 @@ lora_type = "LoRA"  # @param ["LoRA", "LoCon"]
 shuffle_tags = True  # @param {type:"boolean"}
 keep_tokens = 1  # @param {type:"integer"}
 flip_aug = False  # @param {type:"boolean"}
+max_token_length = 225  # @param [75, 150, 225]
+# @markdown Caption tokens used (75 per chunk): long WD14 tag lists need 150-225, or their last tags are cut.
+gradient_checkpointing = "auto"  # @param ["auto", "on", "off"]
+# @markdown `auto`: on only when the run would not fit the GPU without it (slower, much less memory).
 # @markdown Saving and previews
 save_every_n_epochs = 1  # @param {type:"integer"}
 keep_only_last_n_epochs = 10  # @param {type:"integer"}
@@ -80,11 +86,12 @@ from colabkit.train.run import preflight
 
 config = TrainConfig(
     project_name=project_name, base_model=base_model, keep_model_on_drive=keep_model_on_drive,
-    prediction_type=prediction_type, resolution=resolution, num_repeats=num_repeats,
-    epochs=epochs, train_batch_size=train_batch_size, optimizer=optimizer, recommended_values=recommended_values,
+    prediction_type=prediction_type, zero_terminal_snr=zero_terminal_snr, resolution=resolution,
+    num_repeats=num_repeats, epochs=epochs, train_batch_size=train_batch_size, optimizer=optimizer, recommended_values=recommended_values,
     unet_lr=unet_lr, text_encoder_lr=text_encoder_lr, lr_scheduler=lr_scheduler, network_dim=network_dim,
     network_alpha=network_alpha, lora_type=lora_type, shuffle_tags=shuffle_tags, keep_tokens=keep_tokens,
-    flip_aug=flip_aug, save_every_n_epochs=save_every_n_epochs, keep_only_last_n_epochs=keep_only_last_n_epochs,
+    flip_aug=flip_aug, max_token_length=max_token_length, gradient_checkpointing=gradient_checkpointing,
+    save_every_n_epochs=save_every_n_epochs, keep_only_last_n_epochs=keep_only_last_n_epochs,
     sample_prompts=sample_prompts, sample_every_n_epochs=sample_every_n_epochs, budget_hours=budget_hours,
     start_over=start_over)
 preflight_report = preflight(config)

@@ -9,17 +9,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from colabkit.errors import ColabkitError
 from colabkit.project import validate_project_name
 
-OPTIMIZERS = ("AdamW8bit", "Prodigy", "AdamW", "Adafactor")
-SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear")
-LORA_TYPES = ("LoRA", "LoCon")
-PRECISIONS = ("auto", "fp16", "bf16", "no")
-PREDICTIONS = ("auto", "epsilon", "v_prediction")
+# Each choice is one Literal; its tuple of values is derived from it (one list per choice, nowhere restated).
+# File-format spellings ("v" for v_prediction in LoRA metadata) are made only where those files are written.
+Optimizer = Literal["AdamW8bit", "Prodigy", "AdamW", "Adafactor"]
+LrScheduler = Literal["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear"]
+LoraType = Literal["LoRA", "LoCon"]
+MixedPrecision = Literal["auto", "fp16", "bf16", "no"]
+PredictionType = Literal["auto", "epsilon", "v_prediction"]
+Switch = Literal["auto", "on", "off"]  # auto: decided in the run plan from the model and the device
+MaxTokenLength = Literal[75, 150, 225]  # caption tokens, encoded in 75-token chunks (kohya's max_token_length)
+
+OPTIMIZERS = typing.get_args(Optimizer)
+SCHEDULERS = typing.get_args(LrScheduler)
+LORA_TYPES = typing.get_args(LoraType)
+PRECISIONS = typing.get_args(MixedPrecision)
+PREDICTIONS = typing.get_args(PredictionType)
+SWITCHES = typing.get_args(Switch)
+MAX_TOKEN_LENGTHS = typing.get_args(MaxTokenLength)
 TARGET_STEPS = (300, 500)  # what the guides aim for with 10-100 images
 
 # Changing these between days would make "resume" a different run: refused unless start_over.
@@ -29,8 +42,11 @@ RESUME_CRITICAL = (
     "recommended_values", "unet_lr", "text_encoder_lr", "lr_scheduler", "lr_warmup_ratio", "lr_scheduler_num_cycles",
     "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
     "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
-    "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix",
+    "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix", "zero_terminal_snr", "max_token_length",
 )
+# What a run saved before a resume-critical setting existed actually did: compared as that value, so an old
+# run continues only with the behaviour it started with (captions were cut at 75 tokens before the setting).
+LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75}
 
 
 @dataclass
@@ -43,16 +59,16 @@ class TrainConfig:
     max_train_steps: int = 0  # > 0: train in steps instead of epochs
     train_batch_size: int = 2
     gradient_accumulation_steps: int = 1
-    optimizer: str = "AdamW8bit"
+    optimizer: Optimizer = "AdamW8bit"
     recommended_values: bool = True
     unet_lr: float = 1e-4
     text_encoder_lr: float = 0.0  # 0: text encoders frozen, their outputs cached
-    lr_scheduler: str = "cosine"
+    lr_scheduler: LrScheduler = "cosine"
     lr_warmup_ratio: float = 0.05
     lr_scheduler_num_cycles: int = 3
     network_dim: int = 16
     network_alpha: int = 8
-    lora_type: str = "LoRA"
+    lora_type: LoraType = "LoRA"
     conv_dim: int = 8
     conv_alpha: int = 4
     shuffle_tags: bool = True
@@ -62,9 +78,11 @@ class TrainConfig:
     noise_offset: float = 0.0357
     multires_noise_iterations: int = 0
     multires_noise_discount: float = 0.3
-    prediction_type: str = "auto"
-    mixed_precision: str = "auto"
-    gradient_checkpointing: bool = True
+    prediction_type: PredictionType = "auto"
+    zero_terminal_snr: Switch = "auto"  # auto: on when the model says ZTSNR, and with v-prediction
+    max_token_length: MaxTokenLength = 225
+    mixed_precision: MixedPrecision = "auto"
+    gradient_checkpointing: Switch = "auto"  # auto: on only when the run would not fit the device without it
     max_grad_norm: float = 1.0
     seed: int = 42
     vae_fp16_fix: bool = False
@@ -85,6 +103,8 @@ class TrainConfig:
 
     # -- the boundary -------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        if isinstance(self.gradient_checkpointing, bool):  # the setting was a bool before "auto" existed
+            self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
         errors = list(_problems(self))
         if errors:
             raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(errors))
@@ -136,6 +156,13 @@ class TrainConfig:
         return {}
 
 
+def choices(cls) -> dict[str, tuple]:
+    """The allowed values of each Literal-typed field of a config dataclass (for validation and the CLI)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
 def _problems(c: TrainConfig):
     try:
         validate_project_name(c.project_name)
@@ -153,10 +180,9 @@ def _problems(c: TrainConfig):
             yield f"{name} cannot be negative; got {getattr(c, name)}."
     if c.network_alpha <= 0 or c.conv_alpha <= 0:
         yield "network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual)."
-    for name, allowed in (("optimizer", OPTIMIZERS), ("lr_scheduler", SCHEDULERS), ("lora_type", LORA_TYPES),
-                          ("mixed_precision", PRECISIONS), ("prediction_type", PREDICTIONS)):
+    for name, allowed in choices(TrainConfig).items():
         if getattr(c, name) not in allowed:
-            yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}."
+            yield f"{name} must be one of {', '.join(map(str, allowed))}; got {getattr(c, name)!r}."
     if c.unet_lr <= 0:
         yield f"unet_lr must be positive; got {c.unet_lr}."
     if c.text_encoder_lr < 0:
@@ -253,7 +279,10 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
 
 def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The resume-critical settings that differ between a saved run and this one."""
-    return {k: (old.get(k), new.get(k)) for k in RESUME_CRITICAL if old.get(k) != new.get(k)}
+    def then(k):
+        return old.get(k, LEGACY_VALUES.get(k))
+
+    return {k: (then(k), new.get(k)) for k in RESUME_CRITICAL if then(k) != new.get(k)}
 
 
 def resume_problems(saved_config: dict[str, Any], saved_fingerprints: dict[str, str], config: dict[str, Any],

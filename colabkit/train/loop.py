@@ -14,13 +14,14 @@ from pathlib import Path
 
 from colabkit import files
 from colabkit.errors import ColabkitError
-from colabkit.project import Project, open_project
+from colabkit.project import Project
 from colabkit.train import data, lora, models
 from colabkit.train.budget import Budget, hms
 from colabkit.train.cache import LatentCache, TextCache, cache_root, encode_prompts, model_key, time_ids
-from colabkit.train.config import TrainConfig, resume_problems, step_plan
+from colabkit.train.config import TrainConfig
 from colabkit.train.noise import loss_weights, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
+from colabkit.train.plan import RunPlan, fetch_model, make_plan
 from colabkit.train.plots import save_loss_plot
 from colabkit.train.state import StateStore, TrainState, capture_rng, restore_rng
 
@@ -55,62 +56,51 @@ def lora_name(project: Project, epoch: int | None = None) -> Path:
     return project.output / (f"{project.slug}-{epoch:02d}.safetensors" if epoch else f"{project.slug}.safetensors")
 
 
-def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
+def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
           device: str | None = None) -> TrainResult:
+    """Train (or resume, or say it is finished) what ``plan`` decided. A TrainConfig is planned first (with
+    ``device``); a plan with problems is refused before anything is loaded."""
     import torch
     from accelerate import Accelerator
 
     rep = reporter or Reporter()
-    project = open_project(cfg.project_name)
-    run = cfg.effective()
+    if isinstance(plan, TrainConfig):
+        plan = make_plan(plan, device=device)
+    plan.raise_if_errors()
+    project, run, items, total = plan.project, plan.run, plan.items, plan.total_steps
+    per_epoch, activation, prediction = plan.steps.steps_per_epoch, plan.activation, plan.prediction_type
 
-    # -- 1. the data ------------------------------------------------------------------------------
-    scan = data.scan(project.dataset, run.resolution)
-    if not scan.items:
-        raise ColabkitError(f"No captioned images in {project.dataset}. Add your drawings and run the dataset "
-                            "notebook to caption them (every image needs a .txt beside it).")
-    items = scan.items
-    plan = step_plan(scan.bucket_sizes, run)
-    total = plan.total_steps
-    per_epoch = plan.steps_per_epoch
-    activation = run.activation_tag or data.activation_tag_of(items)
-    rep.stage(plan.describe())
-
-    # -- 2. resume, or start -------------------------------------------------------------------------
+    # -- 1. resume, or start -------------------------------------------------------------------------
+    rep.stage(plan.steps.describe())
     store = StateStore(project.state)
-    if cfg.start_over:
+    if plan.config.start_over:
         moved = store.archive()
         if moved:
             rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
-    fingerprints = {"dataset": scan.fingerprint()}
-    state, warnings = store.load_latest()
-    for w in warnings:
-        rep.warn(w)
+    for note in plan.notes:
+        if note.level == "warn":
+            rep.warn(f"{note.name}: {note.message}")
+    state = plan.state
+    if plan.resume == "finished":  # said before any model is downloaded or loaded
+        return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
+                           "Raise epochs to train further, or set start_over to train again from scratch.",
+                           state.step, total, _lora_files(project), lora_name(project)
+                           if lora_name(project).exists() else None, state_folder=state.folder)
+    resolved = fetch_model(plan)  # downloads only what the plan found still to download
+    fingerprints = plan.fingerprints
     if state is not None:
-        _check_resumable(state, run, fingerprints)
-        if state.finished and state.step >= total:  # said before any model is downloaded or loaded
-            return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
-                               "Raise epochs to train further, or set start_over to train again from scratch.",
-                               state.step, total, _lora_files(project), lora_name(project)
-                               if lora_name(project).exists() else None, state_folder=state.folder)
-    resolved = models.resolve_base_model(run.base_model, models_dir=project.models,
-                                         keep_on_drive=run.keep_model_on_drive)
-    fingerprints["base_model"] = models.fingerprint(resolved)
-    if state is not None:
-        _check_resumable(state, run, fingerprints)
         rep.stage(f"Resuming from {state.summary} (saved state {state.folder.name}).")
     start_step = state.step if state else 0
 
-    # -- 3. the models --------------------------------------------------------------------------------
-    accelerator = Accelerator(mixed_precision=_precision(run, device), cpu=(device == "cpu"))
+    # -- 2. the models --------------------------------------------------------------------------------
+    accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
     dev = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     rep.stage(f"Loading {resolved.name} ({accelerator.mixed_precision} on {dev}).")
-    parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix)
-    prediction = parts.prediction_type if run.prediction_type == "auto" else run.prediction_type
-    parts.noise_scheduler.register_to_config(prediction_type=prediction)
+    parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix,
+                             prediction_type=prediction, zero_terminal_snr=plan.zero_terminal_snr)
 
-    # -- 4. caches: latents (VAE leaves afterwards), text embeddings when the encoders are frozen ----
+    # -- 3. caches: latents (VAE leaves afterwards), text embeddings when the encoders are frozen ----
     cache_dir = cache_root(project, run.cache_to_drive)
     key = model_key(fingerprints["base_model"], run.vae_fp16_fix)
     latent_cache = LatentCache(cache_dir / "latents", key)
@@ -145,7 +135,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
             te.to(dev)
     _free_memory()
 
-    # -- 5. LoRA on the UNet (and text encoders), optimizer, schedule ----------------------------------
+    # -- 4. LoRA on the UNet (and text encoders), optimizer, schedule ----------------------------------
     unet = parts.unet
     unet.requires_grad_(False)
     torch.manual_seed(run.seed)  # LoRA's initial weights
@@ -159,7 +149,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
     for model in trained.values():
         for p in lora.lora_parameters(model):
             p.data = p.data.float()  # LoRA weights train in fp32 on fp16 base weights (the grad scaler needs it)
-    if run.gradient_checkpointing:
+    if plan.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if run.train_text_encoder:
             for te in text_encoders:
@@ -199,7 +189,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         accelerator.wait_for_everyone()
         return folder
 
-    # -- 6. the loop --------------------------------------------------------------------------------
+    # -- 5. the loop --------------------------------------------------------------------------------
     from colabkit.colab import runtime_start_time
 
     budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
@@ -248,7 +238,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
                 pooled = torch.stack([text_embeds[c][1] for c in captions]).to(dev, dtype=weight_dtype)
             else:
                 with torch.set_grad_enabled(run.train_text_encoder), accelerator.autocast():
-                    embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev)
+                    embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev, **_caption_length(run))
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
             noisy = parts.noise_scheduler.add_noise(lat, noise, timesteps)
             target = noise if prediction == "epsilon" else parts.noise_scheduler.get_velocity(lat, noise, timesteps)
@@ -268,7 +258,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         if run.max_grad_norm:
             accelerator.clip_grad_norm_([p for g_ in groups for p in g_["params"]], run.max_grad_norm)
         optimizer.step()
-        lr_scheduler.step()
+        if not accelerator.optimizer_step_was_skipped:  # fp16: the grad scaler skipped an inf/NaN step
+            lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(step_loss)
@@ -286,7 +277,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
             if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
                 grid = _samples(project, run, parts, unet, items, activation, e, dev)
                 grids.append(grid)
-            loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
+            loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch) if plan.can_plot else None
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
             (time.time() - last_state_save >= run.save_state_every_minutes * 60)
@@ -297,7 +288,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         if step < total and _agree(accelerator, budget.must_stop()):
             if not saved:
                 save_state(step)
-            if accelerator.is_main_process:
+            if accelerator.is_main_process and plan.can_plot:
                 loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
             stopped = True
             break
@@ -308,38 +299,30 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, budget: Budget | N
         used = hms(budget.now() - budget.start)
         msg = (f"Stopped at step {step}/{total} after {used} of the {run.budget_hours:g} h budget, "
                f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
+        if not plan.can_plot:
+            msg += " The loss plot was skipped: matplotlib is not installed."
         return TrainResult("stopped", msg, step, total, _lora_files(project), None, grids, loss_plot,
                            store.latest_folder())
     final = lora_name(project)
     if accelerator.is_main_process:
-        _export(project, run, trained, final, items, activation, resolved, prediction, plan.epochs, step)
+        _export(project, run, trained, final, items, activation, resolved, prediction, plan.steps.epochs, step)
         files.write_text(final.with_suffix(".json"), run.to_json() + "\n")
     folder = save_state(step, finished=True)
     msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
            f"(activation tag: {activation or '(none)'}).")
+    if not plan.can_plot:
+        msg += " The loss plot was skipped: matplotlib is not installed."
     return TrainResult("finished", msg, step, total, _lora_files(project), final, grids, loss_plot, folder)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-def _precision(run: TrainConfig, device: str | None) -> str:
-    if run.mixed_precision != "auto":
-        return run.mixed_precision
-    from colabkit.doctor import gpu_info
+def _caption_length(run: TrainConfig) -> dict:
+    """max_token_length for encode_prompts, once it takes one (h9-maths' chunked encoding; merge-time wiring)."""
+    import inspect
 
-    gpu = gpu_info() if device != "cpu" else None
-    if gpu is None:
-        return "no"
-    return "bf16" if gpu.native_bf16 else "fp16"
-
-
-def _check_resumable(state: TrainState, run: TrainConfig, fingerprints: dict[str, str]) -> None:
-    lines = resume_problems(state.config, state.fingerprints, run.to_dict(), fingerprints)
-    if lines:
-        raise ColabkitError(
-            "The saved run cannot be resumed with these settings, because:\n- " + "\n- ".join(lines) +
-            "\nPut the old settings back to continue it, or tick start_over to begin a new run "
-            "(the old LoRA files and state are kept).")
+    takes = "max_token_length" in inspect.signature(encode_prompts).parameters
+    return {"max_token_length": run.max_token_length} if takes else {}
 
 
 def _trainable(trained: dict) -> dict:

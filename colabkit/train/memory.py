@@ -70,11 +70,29 @@ OPTIMIZER_STATE_BYTES = {
     "dadaptadam": 16.0,
 }
 
-# SDXL's UNet, from colabkit/configs/sdxl-base-1.0/unet/config.json.
-_CHANNELS = (320, 640, 1280)
-_DEPTH = (0, 2, 10)  # transformer layers per attention block at each level (level 0 has none)
-_LAYERS_PER_BLOCK = 2
-_CONTEXT_TOKENS, _CONTEXT_DIM = 77, 2048
+
+@dataclass(frozen=True)
+class UNetShape:
+    """What the activation count needs of a UNet's architecture (SDXL's, or the resolved model's own config)."""
+    channels: tuple[int, ...] = (320, 640, 1280)
+    depth: tuple[int, ...] = (0, 2, 10)  # transformer layers per attention block at each level (0: none)
+    layers_per_block: int = 2
+    context_dim: int = 2048
+    context_tokens: int = 77  # text tokens the cross-attention sees (77 per 75-token chunk)
+
+    @classmethod
+    def from_config(cls, config: dict, context_tokens: int = 77) -> "UNetShape":
+        """From a diffusers UNet2DConditionModel config (its unet/config.json)."""
+        channels = tuple(int(c) for c in config["block_out_channels"])
+        tl = config.get("transformer_layers_per_block", 1)
+        tl = list(tl) if isinstance(tl, (list, tuple)) else [tl] * len(channels)
+        kinds = config.get("down_block_types", ["CrossAttnDownBlock2D"] * len(channels))
+        depth = tuple(int(n) if "CrossAttn" in kind else 0 for n, kind in zip(tl, kinds))
+        return cls(channels, depth, int(config.get("layers_per_block", 2)), int(config["cross_attention_dim"]),
+                   context_tokens)
+
+
+SDXL_SHAPE = UNetShape()  # colabkit/configs/sdxl-base-1.0/unet/config.json
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ class VramPlan:
 
 
 def estimate_vram(*, unet_params: int = SDXL_UNET_PARAMS, te_params: int = SDXL_TE_PARAMS,
+                  vae_params: int = SDXL_VAE_PARAMS, unet_shape: UNetShape = SDXL_SHAPE,
                   resolution: int | tuple[int, int] = 1024, batch_size: int = 1, network_dim: int = 16,
                   lora_type: str = "LoRA", train_text_encoder: bool = False, mixed_precision: str = "fp16",
                   gradient_checkpointing: bool = True, cache_latents: bool = True,
@@ -105,8 +124,10 @@ def estimate_vram(*, unet_params: int = SDXL_UNET_PARAMS, te_params: int = SDXL_
     default ``network_dim``). Text-encoder outputs cannot be cached while the encoders train: then they count as
     not cached. ``sample_images``: preview images are made between steps (text encoders and VAE come back to the
     GPU and the VAE decodes a full-size image: float32, or fp16 with ``vae_fp16_fix``).
+    ``unet_params``/``te_params``/``vae_params``/``unet_shape``: the model's own (default: SDXL base 1.0's).
     """
-    kw = dict(unet_params=unet_params, te_params=te_params, resolution=resolution, batch_size=batch_size,
+    kw = dict(unet_params=unet_params, te_params=te_params, vae_params=vae_params, unet_shape=unet_shape,
+              resolution=resolution, batch_size=batch_size,
               network_dim=network_dim, lora_type=lora_type, train_text_encoder=train_text_encoder,
               mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
               cache_latents=cache_latents, cache_text_embeddings=cache_text_embeddings, optimizer=optimizer,
@@ -131,7 +152,7 @@ def _size(resolution: int | tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
-def _parts(*, unet_params, te_params, resolution, batch_size, network_dim, lora_type, train_text_encoder,
+def _parts(*, unet_params, te_params, vae_params, unet_shape, resolution, batch_size, network_dim, lora_type, train_text_encoder,
            mixed_precision, gradient_checkpointing, cache_latents, cache_text_embeddings, optimizer,
            conv_dim, sample_images, vae_fp16_fix) -> dict[str, float]:
     if batch_size < 1:
@@ -154,13 +175,14 @@ def _parts(*, unet_params, te_params, resolution, batch_size, network_dim, lora_
     # fp32 master + fp32 grad + optimizer state, and the half-precision copy autocast makes for each forward.
     trainable = lora_params * (4 + 4 + state + (2 if half else 0))
 
-    act = _unet_activation_bytes(w, h, half=half, lora=True, checkpointing=gradient_checkpointing) * batch_size
+    act = _unet_activation_bytes(w, h, half=half, lora=True, checkpointing=gradient_checkpointing,
+                                 shape=unet_shape) * batch_size
     if train_text_encoder:
         act += _text_encoder_activation_bytes(half) * batch_size
     vae_step = 0.0 if cache_latents else _vae_encode_bytes(w, h) * batch_size
     step = max(act, vae_step)
     te_bytes = te_params * wbytes
-    vae_bytes = SDXL_VAE_PARAMS * (2 if vae_fp16_fix else 4)
+    vae_bytes = vae_params * (2 if vae_fp16_fix else 4)
 
     parts = {
         "fixed": FIXED_GB,
@@ -181,7 +203,8 @@ def _parts(*, unet_params, te_params, resolution, batch_size, network_dim, lora_
     return {k: round(v, 3) for k, v in parts.items()}
 
 
-def _unet_activation_bytes(width: int, height: int, *, half: bool, lora: bool, checkpointing: bool) -> float:
+def _unet_activation_bytes(width: int, height: int, *, half: bool, lora: bool, checkpointing: bool,
+                           shape: UNetShape = SDXL_SHAPE) -> float:
     """Bytes autograd holds at the peak of one sample's UNet forward+backward (see the module docstring)."""
     a = 2 if half else 4  # bytes of an activation under autocast
     f = 4  # norms compute and keep float32
@@ -204,41 +227,42 @@ def _unet_activation_bytes(width: int, height: int, *, half: bool, lora: bool, c
         # (5) for self-attention, q,out,reshape (3) for cross-attention, GEGLU 8C + gelu 4C + product 4C (16),
         # two more casts (attn2.to_q, ff in) (2); LoRA down-projections re-cast their fp32 inputs (5 more).
         per = (3 * f + (29 + (5 if lora else 0)) * a) * c * n
-        ctx = 2 * _CONTEXT_TOKENS * _CONTEXT_DIM * a  # k, v of the cross-attention context (77 tokens)
+        ctx = 2 * shape.context_tokens * shape.context_dim * a  # k, v of the cross-attention context (77 tokens)
         for _ in range(depth):
             units.append((per + ctx, a * c * n, True))
 
-    c0, c1, c2 = _CHANNELS
-    chans = _CHANNELS
+    chans = shape.channels
+    c0, c2 = chans[0], chans[-1]
+    depth = shape.depth
     # Down path: level l keeps resnets at chans[l]; skip connections are the outputs kept for the up path.
     skips = [c0]  # conv_in output
     c_prev = c0
     for level, c in enumerate(chans):
         n = tokens(level)
-        for _ in range(_LAYERS_PER_BLOCK):
+        for _ in range(shape.layers_per_block):
             resnet(c_prev, c, n)
             c_prev = c
-            if _DEPTH[level]:
-                attention(c, _DEPTH[level], n)
+            if depth[level]:
+                attention(c, depth[level], n)
             skips.append(c)
         if level < len(chans) - 1:
             units.append((a * c * n, a * c * n, False))  # downsampler conv keeps its input
             skips.append(c)
     # Middle: resnet, attention, resnet at the lowest level.
-    n = tokens(2)
+    n = tokens(len(chans) - 1)
     resnet(c2, c2, n)
-    attention(c2, _DEPTH[2], n)
+    attention(c2, depth[-1], n)
     resnet(c2, c2, n)
     # Up path: 3 resnets per level, each fed by the previous output concatenated with a skip connection.
     c_prev = c2
     for level in reversed(range(len(chans))):
         c = chans[level]
         n = tokens(level)
-        for _ in range(_LAYERS_PER_BLOCK + 1):
+        for _ in range(shape.layers_per_block + 1):
             resnet(c_prev + skips.pop(), c, n)
             c_prev = c
-            if _DEPTH[level]:
-                attention(c, _DEPTH[level], n)
+            if depth[level]:
+                attention(c, depth[level], n)
         if level > 0:
             units.append((a * c * tokens(level - 1), a * c * tokens(level - 1), False))  # upsampler conv input
     # Output: GroupNorm -> SiLU -> conv_out.

@@ -7,11 +7,12 @@ from pathlib import Path
 from colabkit import display
 from colabkit.train.config import TrainConfig
 from colabkit.train.loop import TrainResult, lora_name, train
+from colabkit.train.plan import RunPlan, make_plan
 from colabkit.train.preflight import PreflightReport, run_preflight
 
 
-def preflight(cfg: TrainConfig, show: bool = True) -> PreflightReport:
-    report = run_preflight(cfg)
+def preflight(cfg: TrainConfig | RunPlan, show: bool = True, device: str | None = None) -> PreflightReport:
+    report = run_preflight(cfg, device=device)
     if show:
         display.show_table(report.rows(), "Preflight")
         if report.ok:
@@ -20,11 +21,13 @@ def preflight(cfg: TrainConfig, show: bool = True) -> PreflightReport:
 
 
 def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
-    """Preflight, then train (or resume, or say it is finished); stop cleanly at the budget."""
+    """Plan the run once, refuse it if the preflight found problems, then train (or resume, or say it is
+    finished) with that same plan; stop cleanly at the budget."""
     from colabkit.colab import flush_drive
 
-    preflight(cfg, show=False).raise_if_errors()
-    result = train(cfg, reporter=display.NotebookReporter(), device=device)
+    plan = make_plan(cfg, device=device)
+    preflight(plan, show=False).raise_if_errors()
+    result = train(plan, reporter=display.NotebookReporter())
     if result.status == "stopped" and flush_drive():
         result.message += (" Drive was flushed and unmounted so every file reached Google Drive; "
                            "the next run mounts it again.")

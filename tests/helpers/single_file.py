@@ -284,3 +284,35 @@ class _Limited:
         data = self.f.read(size)
         self.left -= len(data)
         return data
+
+
+def write_header_only(out_path: str | os.PathLike, shapes: Mapping[str, tuple[int, ...]],
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """A .safetensors whose header lists ``shapes`` (all F16) and whose tensor bytes are a hole: a sparse file of
+    the full size that takes no disk. Anything that reads only headers sees a real checkpoint of that size."""
+    import struct
+
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for key in sorted(shapes):
+        n = math.prod(shapes[key]) * 2
+        header[key] = {"dtype": "F16", "shape": list(shapes[key]), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + offset)
+    return out_path
+
+
+def sdxl_original_shapes() -> dict[str, tuple[int, ...]]:
+    """The shapes of sd_xl_base_1.0.safetensors, from the real SDXL built on the meta device (no weights)."""
+    from colabkit.train.models import meta
+
+    unet, vae = meta.meta_unet(), meta.meta_vae()
+    te1, te2 = meta.meta_text_encoders()
+    original = diffusers_to_original(unet.state_dict(), te1.state_dict(), te2.state_dict(), vae.state_dict(),
+                                     unet_config=meta._config("unet"), vae_config=meta._config("vae"))
+    return {k: tuple(v.shape) for k, v in original.items()}

@@ -71,7 +71,7 @@ def test_metadata_values():
 
 
 def test_metadata_locon_vpred_and_extra():
-    m = meta(lora_type="LoCon", conv_dim=4, conv_alpha=1, prediction_type="v", resolution=(896, 1152),
+    m = meta(lora_type="LoCon", conv_dim=4, conv_alpha=1, prediction_type="v_prediction", resolution=(896, 1152),
              text_encoder_lr=None, extra={"ss_optimizer": "AdamW8bit", "ss_bucket_info": {"buckets": {}}})
     assert json.loads(m["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "1.0"}
     assert m["ss_base_model_version"] == "sdxl_base_v1-0_v"
@@ -86,7 +86,7 @@ def test_metadata_locon_vpred_and_extra():
     with pytest.raises(ValueError):
         meta(extra={"ss_network_alpha": "1"})  # extra may not contradict what was computed
     with pytest.raises(ValueError):
-        meta(prediction_type="v_prediction")
+        meta(prediction_type="v")  # the file's spelling is the writer's business, not the caller's
     with pytest.raises(ValueError):
         meta(lora_type="LoHa")
     with pytest.raises(ValueError):

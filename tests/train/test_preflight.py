@@ -14,9 +14,10 @@ from colabkit.cli import main as cli_main
 from colabkit.doctor import GpuInfo
 from colabkit.errors import ColabkitError
 from colabkit.project import Project
-from helpers.single_file import write_sd15_like, write_single_file, write_truncated
+from helpers.single_file import (sdxl_original_shapes, write_header_only, write_sd15_like, write_single_file,
+                                 write_truncated)
 from helpers.budget import StopAfter
-from colabkit.train import preflight as preflight_mod
+from colabkit.train import plan as plan_mod
 from colabkit.train.loop import train
 from colabkit.train.preflight import run_preflight
 from colabkit.train.run import preflight, train_lora
@@ -62,6 +63,11 @@ def t4(monkeypatch):
 def tiny_file(tiny_sdxl, tmp_path_factory):
     """tiny-sdxl as an original-layout single file: an SDXL that is not the literal name 'tiny-sdxl'."""
     return write_single_file(tiny_sdxl, tmp_path_factory.mktemp("sf") / "my-sdxl.safetensors")
+
+@pytest.fixture(scope="module")
+def sdxl_sized_file(tmp_path_factory):
+    """A checkpoint of real SDXL size (6.9 GB of shapes in its header, the tensor bytes a sparse hole)."""
+    return write_header_only(tmp_path_factory.mktemp("big") / "my-big-sdxl.safetensors", sdxl_original_shapes())
 
 @pytest.fixture
 def no_download(monkeypatch, tmp_path):
@@ -176,7 +182,7 @@ def test_drive_full(tiny_project, make_config, drive, monkeypatch, no_gpu):
     free = {"gb": 0.2}
     fake_shutil = types.SimpleNamespace(disk_usage=lambda path: types.SimpleNamespace(
         total=15 * 2**30, used=int((15 - free["gb"]) * 2**30), free=int(free["gb"] * 2**30)))
-    monkeypatch.setattr(preflight_mod, "shutil", fake_shutil)  # only what preflight sees
+    monkeypatch.setattr(plan_mod, "shutil", fake_shutil)  # only what preflight sees
     before = snapshot(drive)
     report = run_preflight(make_config())
     check = row(report, "Drive space")
@@ -189,7 +195,7 @@ def test_drive_full(tiny_project, make_config, drive, monkeypatch, no_gpu):
 
 def test_drive_full_for_a_model_still_to_download(tiny_project, make_config, drive, monkeypatch, t4, no_download):
     fake_shutil = types.SimpleNamespace(disk_usage=lambda path: types.SimpleNamespace(free=3 * 2**30))
-    monkeypatch.setattr(preflight_mod, "shutil", fake_shutil)
+    monkeypatch.setattr(plan_mod, "shutil", fake_shutil)
     before = snapshot(drive)
     report = run_preflight(make_config(base_model="SDXL base 1.0", resolution=1024))
     assert row(report, "base model").level == "ok"  # the preset resolves without downloading
@@ -214,10 +220,10 @@ def test_a_link_not_downloaded_yet_is_checked_without_downloading(tiny_project, 
 
 @pytest.mark.parametrize("colab", [True, False])
 def test_no_gpu_is_said_plainly_before_anything_else(tiny_project, make_config, drive, monkeypatch, no_gpu,
-                                                     no_download, tiny_file, colab):
+                                                     no_download, sdxl_sized_file, colab):
     monkeypatch.setattr("colabkit.project.in_colab", lambda: colab)
     before = snapshot(drive)
-    for base in ("SDXL base 1.0", str(tiny_file)):  # a preset still to download, a file already there
+    for base in ("SDXL base 1.0", str(sdxl_sized_file)):  # a preset still to download, a file already there
         report = run_preflight(make_config(base_model=base, resolution=1024))
         gpu = report.checks[0]
         assert gpu.name == "GPU" and gpu.level == "error" and not report.ok
@@ -227,19 +233,37 @@ def test_no_gpu_is_said_plainly_before_anything_else(tiny_project, make_config, 
         else:
             assert "Runtime >" not in gpu.message
             assert gpu.message.startswith("No CUDA GPU found.") and "tiny-sdxl model runs on the CPU" in gpu.message
+        assert " s a step on this CPU" in gpu.message and "2,567.5M UNet parameters at 1024 px" in gpu.message
         assert len(report.errors) == 1  # the rest of the setup is fine: one message, the one to act on
     assert snapshot(drive) == before
     assert not (drive / "Loras" / "_models").exists()  # nothing downloaded to Drive
 
-def test_no_gpu_counts_only_for_real_models(tiny_project, make_config, monkeypatch, no_gpu):
-    assert row(run_preflight(make_config()), "GPU").level == "warn"  # tiny-sdxl trains on the CPU
-    monkeypatch.setattr(preflight_mod, "is_tiny", lambda name: False)  # as if it were a real SDXL
-    check = row(run_preflight(make_config()), "GPU")
-    assert check.level == "error" and "GPU" in check.message
+def test_no_gpu_refuses_by_time_not_by_name(tiny_project, make_config, tiny_sdxl, tmp_path, no_gpu, no_download,
+                                            sdxl_sized_file, monkeypatch):
+    import shutil
 
-def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, tiny_file, t4):
+    monkeypatch.setattr(doctor, "_meminfo", lambda: (11.0, 12.7))  # a free Colab CPU runtime's RAM
+    assert row(run_preflight(make_config()), "GPU").level == "warn"  # tiny-sdxl trains on the CPU
+    # A small SDXL-topology folder with another name, given by path: small, so the CPU is fine.
+    mine = shutil.copytree(tiny_sdxl, tmp_path / "my-small-sdxl")
+    check = row(run_preflight(make_config(base_model=str(mine))), "GPU")
+    assert check.level == "warn" and "No GPU: my-small-sdxl is small enough to train on the CPU" in check.message
+    # Real SDXL size: refused, with how long it would take; device cpu takes it anyway, the estimate a warning.
+    big = make_config(base_model=str(sdxl_sized_file), resolution=1024)
+    check = row(run_preflight(big), "GPU")
+    assert check.level == "error" and "would take about" in check.message and "device cpu forces it" in check.message
+    forced = run_preflight(big, device="cpu")
+    check = row(forced, "GPU")
+    assert check.level == "warn" and check.message.startswith("On the CPU, as asked: about ")
+    assert forced.ok, forced.checks
+    assert forced.run_plan.device.device == "cpu" and forced.run_plan.device.cpu_seconds_per_step > 60
+    assert forced.run_plan.facts.params["unet"] == 2_567_463_684  # counted in the header, not assumed
+    assert row(forced, "memory").level == "warn" and "RAM" in row(forced, "memory").message
+
+def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, sdxl_sized_file, t4):
     before = snapshot(drive)
-    big = make_config(base_model=str(tiny_file), resolution=1024, train_batch_size=8, gradient_checkpointing=False)
+    big = make_config(base_model=str(sdxl_sized_file), resolution=1024, train_batch_size=8,
+                      gradient_checkpointing=False)
     report = run_preflight(big)
     check = row(report, "memory")
     assert check.level == "error" and not report.ok
@@ -248,9 +272,15 @@ def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, tiny_fil
     assert "Turn on gradient_checkpointing: about" in check.message
     assert "ower train_batch_size to" in check.message and "gradient_accumulation_steps" in check.message
     # The recommended setup fits a T4.
-    fits = run_preflight(make_config(base_model=str(tiny_file), resolution=1024, train_batch_size=1,
+    fits = run_preflight(make_config(base_model=str(sdxl_sized_file), resolution=1024, train_batch_size=1,
                                      optimizer="AdamW8bit"))
     assert row(fits, "memory").level == "ok" and "of 14.8 GB GPU memory" in row(fits, "memory").message
+    # gradient_checkpointing auto: on because the run would not fit without it, and the preflight says so.
+    assert fits.run_plan.gradient_checkpointing
+    assert "gradient checkpointing on: without it about" in row(fits, "memory").message
+    # The same settings on the small tiny model fit without it: auto leaves it off (faster).
+    small = run_preflight(make_config(resolution=1024, train_batch_size=1))
+    assert not small.run_plan.gradient_checkpointing and "fits without it" in row(small, "memory").message
     assert snapshot(drive) == before
 
 @pytest.mark.parametrize("repeats, words", [(2, "8 steps is fewer than the usual 300-500: num_repeats = 100 gives 400"),

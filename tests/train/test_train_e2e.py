@@ -75,8 +75,9 @@ def test_budget_stop_and_resume_is_bit_exact(tiny_project, make_config, tmp_path
 
     from colabkit.train import models
 
-    with pytest.MonkeyPatch.context() as m:  # a finished run is recognised before any model is fetched
-        m.setattr(models, "resolve_base_model", lambda *a, **k: pytest.fail("resolved the base model"))
+    with pytest.MonkeyPatch.context() as m:  # a finished run is recognised before any model is fetched or loaded
+        m.setattr(models, "load_sdxl", lambda *a, **k: pytest.fail("loaded the base model"))
+        m.setattr(models.download, "download", lambda *a, **k: pytest.fail("downloaded the base model"))
         again = train(cfg, device="cpu")
     assert again.status == "already finished" and "Raise epochs" in again.message
     more = train(cfg.replace(epochs=4), device="cpu")

@@ -29,7 +29,9 @@ BASE_MODEL_VERSION = "sdxl_base_v1-0"  # sd-scripts' MODEL_VERSION_SDXL_BASE_V1_
 ARCHITECTURE = "stable-diffusion-xl-v1-base/lora"  # sd-scripts' sai_model_spec for an SDXL LoRA
 IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"  # sd-scripts: SDXL LoRAs are sgm-style
 SAI_MODEL_SPEC = "1.0.1"
-PREDICTION_TYPES = ("epsilon", "v")
+# The training's prediction types -> the spelling LoRA files carry (sd-scripts / ModelSpec write "v"):
+# the only place "v" exists; everything before the file speaks PredictionType.
+FILE_PREDICTION_TYPES = {"epsilon": "epsilon", "v_prediction": "v"}
 LEGACY_HASH_START, LEGACY_HASH_LENGTH = 0x100000, 0x10000
 
 
@@ -77,14 +79,15 @@ def build_metadata(
     replace one computed here. ``text_encoder_lr`` None is written "None", as sd-scripts does.
     """
     from colabkit import __version__
-    from colabkit.train.lora.targets import LORA_TYPES
+    from colabkit.train.config import LORA_TYPES
 
     if lora_type not in LORA_TYPES:
         raise ValueError(f"lora_type must be one of {LORA_TYPES}, not {lora_type!r}")
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
+    if prediction_type not in FILE_PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {tuple(FILE_PREDICTION_TYPES)}, not {prediction_type!r}")
     w, h = _resolution(resolution)
-    v_pred = prediction_type == "v"
+    file_prediction = FILE_PREDICTION_TYPES[prediction_type]
+    v_pred = file_prediction == "v"
     ts = time.time() if timestamp is None else float(timestamp)
 
     meta: dict[str, object] = {
@@ -115,7 +118,7 @@ def build_metadata(
         "modelspec.implementation": IMPLEMENTATION,
         "modelspec.title": output_name,
         "modelspec.resolution": f"{w}x{h}",
-        "modelspec.prediction_type": prediction_type,
+        "modelspec.prediction_type": file_prediction,
         # ISO 8601 as sd-scripts writes it (no zone; UTC here, which is Colab's local time too)
         "modelspec.date": datetime.datetime.fromtimestamp(int(ts), tz=datetime.timezone.utc)
         .replace(tzinfo=None)

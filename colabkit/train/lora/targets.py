@@ -20,8 +20,7 @@ import re
 from typing import Iterable
 
 from colabkit.errors import ColabkitError
-
-LORA_TYPES = ("LoRA", "LoCon")
+from colabkit.train.config import LORA_TYPES
 
 _UNET_LORA_PARENTS = ("Transformer2DModel",)
 _UNET_LOCON_PARENTS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")

@@ -14,11 +14,12 @@ from colabkit.train.models.load import (SDXL_CONFIGS, SDXLParts, fp16_fix_vae, l
                                         open_tensors, pick_config_dir, sdxl_tokenizer_dir)
 from colabkit.train.models.presets import (EPSILON, PREDICTION_TYPES, PRESETS, V_PREDICTION, Preset, find_preset,
                                            normalize_prediction_type, preset_names)
-from colabkit.train.models.resolve import ResolvedModel, fingerprint, local_models_dir, resolve_base_model
+from colabkit.train.models.resolve import (ModelFacts, ResolvedModel, fingerprint, local_models_dir, model_facts,
+                                           resolve_base_model)
 
 __all__ = [
     "CheckpointInfo", "inspect_checkpoint", "cache_dir", "download_file", "redact", "SDXL_CONFIGS", "SDXLParts",
     "fp16_fix_vae", "load_sdxl", "load_vae_for_caching", "open_tensors", "pick_config_dir", "sdxl_tokenizer_dir",
     "EPSILON", "PREDICTION_TYPES", "PRESETS", "V_PREDICTION", "Preset", "find_preset", "normalize_prediction_type",
-    "preset_names", "ResolvedModel", "fingerprint", "local_models_dir", "resolve_base_model",
+    "preset_names", "ModelFacts", "model_facts", "ResolvedModel", "fingerprint", "local_models_dir", "resolve_base_model",
 ]

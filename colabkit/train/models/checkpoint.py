@@ -8,6 +8,7 @@ is judged in well under a second, and a file cut short is caught before any load
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections import Counter
@@ -27,6 +28,8 @@ VAE = "first_stage_model."
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
+# The four networks of an SDXL checkpoint, by the prefix of their keys in the original single-file layout.
+COMPONENTS = {"unet": UNET, "text_encoder": TE1, "text_encoder_2": TE2, "vae": VAE}
 _MAX_HEADER = 100 * 2**20  # the real SDXL header is 402,436 bytes; anything near this is not a header
 _FAMILY_WORDS = {
     "sd1": "a Stable Diffusion 1.x checkpoint",
@@ -93,6 +96,36 @@ class CheckpointInfo:
             raise ColabkitError(f"{name} is an SDXL checkpoint without its {' and '.join(missing)} (a partial file, "
                                 "e.g. 'UNet only'). Use the full checkpoint (usually about 6.9 GB) from the same page.")
         return self
+
+
+def param_counts(shapes: Mapping[str, tuple[int, ...]], prefixes: Mapping[str, str] = COMPONENTS) -> dict[str, int]:
+    """Parameters per component, from a header's shapes alone (no tensor is read)."""
+    counts = dict.fromkeys(prefixes, 0)
+    for key, shape in shapes.items():
+        for name, prefix in prefixes.items():
+            if key.startswith(prefix):
+                counts[name] += math.prod(shape)
+                break
+    return counts
+
+
+def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a .safetensors header lists (a few KB read, whatever the file's size)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+        if len(head) < 9 or head[8:9] != b"{":
+            raise _not_safetensors(path, head)
+        (n,) = struct.unpack("<Q", head[:8])
+        if n > _MAX_HEADER:
+            raise _not_safetensors(path, head)
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ColabkitError(f"{path} has a damaged safetensors header ({e}). Download it again.") from None
+    header.pop("__metadata__", None)
+    return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()}
 
 
 def inspect_checkpoint(path: str | os.PathLike, *, require_sdxl: bool = False) -> CheckpointInfo:

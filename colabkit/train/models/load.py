@@ -54,14 +54,22 @@ class SDXLParts:
 
 
 def load_sdxl(resolved: ResolvedModel, *, dtype=None, device: str = "cpu", vae_fp16_fix: bool = False,
-              config: str | os.PathLike | None = None) -> SDXLParts:
+              config: str | os.PathLike | None = None, prediction_type: str | None = None,
+              zero_terminal_snr: bool | None = None) -> SDXLParts:
     """Load every part of the SDXL ``resolved`` names, weights at ``dtype`` (default float16) on ``device``.
 
     ``vae_fp16_fix``: use madebyollin/sdxl-vae-fp16-fix (downloaded once from the hub) at ``dtype`` instead of the
     model's own VAE, which is otherwise kept in float32. ``config``: a diffusers-layout folder whose configs
-    describe a single file with non-standard shapes (normally chosen automatically).
+    describe a single file with non-standard shapes (normally chosen automatically). ``prediction_type`` /
+    ``zero_terminal_snr``: the run's decisions for the training schedule (None: what ``resolved`` says).
     """
+    import dataclasses
+
     import torch
+
+    changes = {k: v for k, v in (("prediction_type", prediction_type), ("zero_terminal_snr", zero_terminal_snr))
+               if v is not None}
+    resolved = dataclasses.replace(resolved, **changes) if changes else resolved
 
     dtype = torch.float16 if dtype is None else dtype
     if not resolved.present:
@@ -158,8 +166,7 @@ def _scheduler(config: Mapping, prediction_type: str, zero_terminal_snr: bool):
     # Only the training schedule matters here (betas, 1000 steps); Euler-only keys in SDXL's config are ignored.
     cfg = {k: v for k, v in config.items() if not k.startswith("_")}
     cfg["prediction_type"] = prediction_type
-    if zero_terminal_snr:
-        cfg["rescale_betas_zero_snr"] = True
+    cfg["rescale_betas_zero_snr"] = bool(zero_terminal_snr)
     with _quiet_diffusers():
         return DDPMScheduler.from_config(cfg)
 

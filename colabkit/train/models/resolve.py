@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -14,7 +15,7 @@ from typing import Literal
 from colabkit.errors import ColabkitError
 from colabkit.train.models import download as dl
 from colabkit.train.models.checkpoint import (PICKLE_SUFFIXES, SUGGESTION, CheckpointInfo, _FAMILY_WORDS,
-                                              inspect_checkpoint)
+                                              inspect_checkpoint, param_counts, read_safetensors_shapes)
 from colabkit.train.models.presets import EPSILON, PRESETS, Preset, find_preset, normalize_prediction_type
 
 Kind = Literal["diffusers", "single_file"]
@@ -308,6 +309,55 @@ def _resolve_folder(folder: Path, choice: str | None) -> ResolvedModel:
     zsnr = bool(sched.get("rescale_betas_zero_snr", False))
     return ResolvedModel(name=folder.name, kind="diffusers", path=folder,
                          prediction_type=choice or folder_pred or EPSILON, source="path", zero_terminal_snr=zsnr)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the resolved model itself says, read from headers and configs (no weights loaded)."""
+    params: dict[str, int]  # parameters of unet, text_encoder, text_encoder_2, vae
+    unet_config: dict  # the UNet's diffusers config: its architecture (widths, depths, attention)
+    counted: bool  # True: counted in the model's own headers; False: SDXL base 1.0's (a preset not downloaded yet)
+    prediction_type: str | None  # what the model says (file metadata/markers, scheduler config, preset); None: nothing
+    zero_terminal_snr: bool  # the model carries a zero-terminal-SNR marker ("ztsnr" key, rescale_betas_zero_snr)
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.params.values())
+
+
+_FOLDER_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
+
+
+def model_facts(resolved: ResolvedModel) -> ModelFacts:
+    """Parameter counts per network, the UNet's architecture and the model's own prediction/ZTSNR markers."""
+    from colabkit.train.models.load import SDXL_CONFIGS, pick_config_dir
+    from colabkit.train.models.meta import SDXL_PARAMS
+
+    if resolved.kind == "diffusers":
+        sched = _read_json(resolved.path / "scheduler" / "scheduler_config.json")
+        said = normalize_prediction_type(sched.get("prediction_type")) if sched.get("prediction_type") else None
+        counts = {sub: _folder_params(resolved.path / sub) for sub in _FOLDER_COMPONENTS}
+        counted = all(v is not None for v in counts.values())
+        params = {k: v if v is not None else SDXL_PARAMS[k] for k, v in counts.items()}
+        return ModelFacts(params, _read_json(resolved.path / "unet" / "config.json"), counted, said,
+                          bool(sched.get("rescale_betas_zero_snr", False)))
+    if resolved.info is not None:
+        info = resolved.info
+        unet = _read_json(pick_config_dir(info) / "unet" / "config.json")
+        return ModelFacts(param_counts(info.shapes), unet, True, info.prediction_type, info.zero_terminal_snr)
+    # A preset or link still to download: every preset is an SDXL base-sized model.
+    said = resolved.preset.prediction_type if resolved.preset else None
+    return ModelFacts(dict(SDXL_PARAMS), _read_json(SDXL_CONFIGS / "unet" / "config.json"), False, said, False)
+
+
+def _folder_params(component: Path) -> int | None:
+    """Parameters of one diffusers component folder from its safetensors headers (None: only pickled .bin)."""
+    files_ = sorted(component.glob("*.safetensors"))
+    plain = [f for f in files_ if f.name.count(".") == 1 or "-of-" in f.name and ".fp16." not in f.name]
+    files_ = plain or files_  # the fp16 variant only when it is all there is
+    if not files_:
+        return None
+    return sum(sum(math.prod(s) for s in read_safetensors_shapes(f).values()) for f in files_)
 
 
 def fingerprint(resolved: ResolvedModel) -> str:

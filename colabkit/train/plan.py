@@ -1,0 +1,476 @@
+"""The run plan: every decision a training run makes, made once, from the config and the model itself.
+
+    plan = make_plan(cfg)            # project, dataset scan, model header, device, memory, steps, saved state
+    report = run_preflight(plan)     # says what the plan found (rows, problems); changes nothing
+    result = train(plan)             # uses it: nothing is opened, scanned, resolved or loaded from Drive twice
+
+Building a plan reads headers and small files only (the dataset's images once, to hash and size them; the
+checkpoint's header, never its weights) and writes nothing: a preflight is a plan reported on.
+Problems are collected as rows, in the order a person should read them, not raised: the preflight shows
+them all at once; ``train`` refuses a plan that has any (``raise_if_errors``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from colabkit.errors import ColabkitError
+from colabkit.train.config import TrainConfig, resume_problems, step_plan
+
+if TYPE_CHECKING:
+    from colabkit.doctor import GpuInfo
+    from colabkit.project import Project
+    from colabkit.train.config import StepPlan
+    from colabkit.train.data import Item, Scan
+    from colabkit.train.memory import VramPlan
+    from colabkit.train.models import ModelFacts, ResolvedModel
+    from colabkit.train.state import TrainState
+
+Level = Literal["ok", "warn", "error"]
+Resume = Literal["start", "continue", "finished", "refused"]
+
+# -- CPU time (pure) ----------------------------------------------------------------------------------------
+# A UNet step costs about 2 FLOPs per parameter per latent position the parameter is applied at, for the
+# forward, once more for the backward (LoRA: the frozen weights need no gradient of their own, only the
+# activations do), and once more with gradient checkpointing (the forward is recomputed). Each UNet level l
+# works on (H/8/2^l) x (W/8/2^l) positions; the UNet's parameters are counted in the model's header and spread
+# over its levels by the architecture (width^2 x blocks per level, from its config). Attention adds 4 N^2 C
+# per self-attention layer (QK^T and AV) on N positions of width C.
+# Calibrated on the built-in tiny-sdxl (benchmarks/bench_cpu_estimate.py, 2026-11-30, shared 2-core machine,
+# one torch thread, float32, batch 2): measured 0.52 / 0.94 / 1.37 / 3.19 s a step at 64 / 128 / 256 / 512 px,
+# i.e. ~0.5 s of per-step overhead plus ~7.5 GFLOP/s. Tiny convolutions run far below a CPU's peak, so for a
+# large model this estimate is high rather than low: a refusal is never wrong by being too optimistic.
+CPU_GFLOPS = 7.5  # effective float32 GFLOP/s of a training step, per torch thread
+CPU_STEP_OVERHEAD_S = 0.5  # per-step cost that does not scale with the model (Python, autograd, optimizer)
+# Without a GPU and without being asked for the CPU, a run is refused (with the estimate) when it would take
+# longer than this in all, or longer than this per step (no one watches a run that shows a step a minute).
+CPU_PRACTICAL_HOURS = 12.0
+CPU_PRACTICAL_SECONDS_PER_STEP = 60.0
+
+
+def unet_step_flops(level_params: list[int], shape, width: int, height: int, batch: int, checkpointing: bool) -> float:
+    """FLOPs of one LoRA training step of a UNet (see the comment above). ``level_params``: parameters per
+    level, finest first; ``shape``: memory.UNetShape (channels, attention depth per level)."""
+    passes = 3 if checkpointing else 2
+    flops = 0.0
+    blocks_with_attention = 2 * shape.layers_per_block + 1  # down + up blocks of a level (+ mid at the lowest)
+    for level, params in enumerate(level_params):
+        n = (width / 8 / 2**level) * (height / 8 / 2**level)
+        flops += 2 * params * n
+        if level < len(shape.depth) and shape.depth[level]:
+            flops += 4 * n * n * shape.channels[level] * shape.depth[level] * blocks_with_attention
+    return flops * passes * batch
+
+
+def cpu_seconds_per_step(flops: float, threads: int = 1) -> float:
+    return CPU_STEP_OVERHEAD_S + flops / (CPU_GFLOPS * 1e9 * max(1, threads))
+
+
+def hours(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+# -- the plan -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Note:
+    name: str
+    level: Level
+    message: str
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: Literal["cuda", "cpu"]
+    gpu: "GpuInfo | None"
+    mixed_precision: Literal["fp16", "bf16", "no"]
+    asked: str | None  # the device the caller asked for (None: the GPU when there is one)
+    memory_gb: float  # what the run may use: the GPU's memory, or the host's RAM on the CPU
+    memory_of: Literal["GPU memory", "RAM"]
+    cpu_seconds_per_step: float | None = None  # the CPU estimate (None on a GPU)
+
+
+@dataclass
+class RunPlan:
+    config: TrainConfig  # as given (start_over and all)
+    run: TrainConfig  # the effective config: what trains
+    device: DevicePlan | None = None
+    project: "Project | None" = None
+    scan: "Scan | None" = None
+    activation: str = ""
+    steps: "StepPlan | None" = None
+    resolved: "ResolvedModel | None" = None
+    facts: "ModelFacts | None" = None
+    prediction_type: str = "epsilon"  # "epsilon" | "v_prediction": the decision, model markers included
+    zero_terminal_snr: bool = False
+    gradient_checkpointing: bool = True
+    memory: "VramPlan | None" = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    state: "TrainState | None" = None  # the saved run to continue (None: start, or start over)
+    resume: Resume = "start"
+    can_plot: bool = True
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def items(self) -> "list[Item]":
+        return self.scan.items if self.scan else []
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps.total_steps if self.steps else 0
+
+    @property
+    def errors(self) -> list[Note]:
+        return [n for n in self.notes if n.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def note(self, name: str, level: Level, message: str) -> None:
+        self.notes.append(Note(name, level, message))
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise ColabkitError("Preflight found problems; nothing was started:\n- " +
+                                "\n- ".join(f"{n.name}: {n.message}" for n in self.errors))
+
+
+def make_plan(cfg: TrainConfig, device: str | None = None) -> RunPlan:
+    """Decide everything about the run ``cfg`` describes, reading only what is needed and writing nothing.
+
+    ``device``: "cpu" to train on the CPU even with a GPU present (or a small model without one); None: the
+    GPU when there is one. Never raises for a problem of the setup: it becomes an error row in ``notes``.
+    """
+    plan = RunPlan(config=cfg, run=cfg.effective())
+    try:
+        _plan(plan, device)
+    finally:
+        _place_device_note_first(plan)
+    return plan
+
+
+def _plan(plan: RunPlan, device: str | None) -> None:
+    from colabkit.project import open_project
+
+    run = plan.run
+    try:
+        plan.project = open_project(run.project_name)
+    except ColabkitError as e:
+        plan.note("project", "error", str(e))
+        _decide_device(plan, device)
+        return
+    plan.note("project", "ok", str(plan.project.root))
+    if not _scan_dataset(plan):
+        _decide_device(plan, device)
+        return
+    plan.steps = step_plan(plan.scan.bucket_sizes, run)
+    plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
+    _resolve_model(plan)
+    _decide_device(plan, device)
+    _decide_memory(plan)
+    _check_packages(plan)
+    _check_drive_space(plan)
+    _fingerprint_and_cache(plan)
+    _decide_resume(plan)
+
+
+def _place_device_note_first(plan: RunPlan) -> None:
+    # The GPU is said first (before anything is installed or downloaded), though it is decided from the model.
+    gpu = [n for n in plan.notes if n.name == "GPU"]
+    plan.notes[:] = gpu + [n for n in plan.notes if n.name != "GPU"]
+
+
+def _scan_dataset(plan: RunPlan) -> bool:
+    from colabkit.train import data
+
+    project, run = plan.project, plan.run
+    try:
+        scan = data.scan(project.dataset, run.resolution)
+    except ColabkitError as e:
+        plan.note("dataset", "error", str(e))
+        return False
+    plan.scan = scan
+    n_img = len(scan.items) + len(scan.missing_captions)
+    if not n_img:
+        plan.note("dataset", "error", f"No images in {project.dataset}. Upload your drawings there (PNG/JPG/WEBP) "
+                  "and caption them with the dataset notebook.")
+        return False
+    plan.activation = activation = run.activation_tag or data.activation_tag_of(scan.items)
+    with_tag = sum(1 for it in scan.items if activation and activation in data.split_tags(it.caption))
+    msg = f"{len(scan.items)} captioned images"
+    if activation:
+        msg += f"; activation tag '{activation}' in {with_tag} of them"
+    plan.note("dataset", "ok" if scan.items else "error", msg if scan.items else
+              f"{n_img} images but none has a caption. Run the dataset notebook's tagging step.")
+    if scan.missing_captions:
+        names = ", ".join(p.name for p in scan.missing_captions[:5])
+        plan.note("captions", "warn", f"{len(scan.missing_captions)} images have no .txt caption and will be "
+                  f"skipped: {names}{' ...' if len(scan.missing_captions) > 5 else ''}. Tag them in the dataset "
+                  "notebook.")
+    if scan.orphan_captions:
+        plan.note("captions", "warn", f"{len(scan.orphan_captions)} caption files have no image: "
+                  + ", ".join(p.name for p in scan.orphan_captions[:5]))
+    if scan.unreadable:
+        plan.note("images", "warn", "Unreadable, skipped: " +
+                  "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
+    if activation and with_tag < len(scan.items):
+        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
+                  "run the dataset notebook's trigger-word step.")
+    return bool(scan.items)
+
+
+def _resolve_model(plan: RunPlan) -> None:
+    from colabkit.train import models
+
+    run = plan.run
+    try:
+        # download=False: a plan never downloads (train fetches what the plan resolved, see fetch_model).
+        plan.resolved = models.resolve_base_model(run.base_model, models_dir=plan.project.models,
+                                                  keep_on_drive=run.keep_model_on_drive, download=False,
+                                                  prediction_type=run.prediction_type)
+        plan.facts = models.model_facts(plan.resolved)
+    except ColabkitError as e:
+        plan.note("base model", "error", str(e))
+        return
+    resolved, facts = plan.resolved, plan.facts
+    size = f"{facts.total_params / 1e6:,.0f}M" if facts.total_params >= 1e7 else f"{facts.total_params / 1e6:.1f}M"
+    counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
+    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})")
+    plan.prediction_type = resolved.prediction_type
+    switch = run.zero_terminal_snr
+    plan.zero_terminal_snr = switch == "on" or (switch == "auto" and (
+        facts.zero_terminal_snr or plan.prediction_type == "v_prediction"))
+    if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
+        why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
+            switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
+            "as the reference trainers do" if plan.zero_terminal_snr else "")
+        plan.note("prediction", "ok", f"{plan.prediction_type}, zero-terminal SNR "
+                  f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")
+    native = int(facts.unet_config.get("sample_size", 128)) * 8
+    if run.resolution < 0.75 * native:
+        plan.note("resolution", "warn", f"{run.resolution} px is low for SDXL models like this one (trained at "
+                  f"{native} px): expect soft results.")
+
+
+def _level_params(facts) -> list[int]:
+    """The UNet's parameters per level, finest first, spread by the architecture when the header has no split."""
+    from colabkit.train.memory import UNetShape
+
+    shape = UNetShape.from_config(facts.unet_config)
+    # Weight of a level ~ its width squared times its blocks (resnets) plus its transformer layers.
+    weights = [c * c * (2 * shape.layers_per_block + 1 + 4 * d * (2 * shape.layers_per_block + 1))
+               for c, d in zip(shape.channels, shape.depth)]
+    total = sum(weights)
+    return [facts.params["unet"] * w / total for w in weights]
+
+
+def _step_flops(plan: RunPlan, checkpointing: bool) -> float:
+    from colabkit.train.memory import UNetShape
+
+    run, facts = plan.run, plan.facts
+    shape = UNetShape.from_config(facts.unet_config)
+    return unet_step_flops(_level_params(facts), shape, run.resolution, run.resolution,
+                           run.train_batch_size * run.gradient_accumulation_steps, checkpointing)
+
+
+def _decide_device(plan: RunPlan, asked: str | None) -> None:
+    from colabkit import doctor
+    from colabkit.train.memory import T4_GB
+
+    run = plan.run
+    gpu = doctor.gpu_info() if asked != "cpu" else None
+    if gpu is not None:
+        precision = run.mixed_precision if run.mixed_precision != "auto" else "bf16" if gpu.native_bf16 else "fp16"
+        plan.device = DevicePlan("cuda", gpu, precision, asked, gpu.vram_gb, "GPU memory")
+        plan.note("GPU", "ok", f"{gpu.name}, {gpu.vram_gb:.1f} GB{'' if gpu.native_bf16 else ', fp16 (no native bf16)'}")
+        return
+    ram = doctor._meminfo()[1] or 12.7
+    precision = run.mixed_precision if run.mixed_precision != "auto" else "no"
+    if plan.facts is None or plan.steps is None:  # nothing to estimate with: said as it is
+        plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM")
+        if asked != "cpu":
+            plan.note("GPU", "warn" if plan.errors else "error", doctor.no_gpu_message())
+        return
+    import torch
+
+    threads = torch.get_num_threads()  # what the CPU training will use
+    per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
+    total = per_step * plan.steps.total_steps
+    plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step)
+    estimate = (f"about {per_step:.1f} s a step on this CPU, {hours(total)} for {plan.steps.total_steps} steps "
+                f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px)")
+    name = plan.resolved.name if plan.resolved else run.base_model
+    if asked == "cpu":
+        plan.note("GPU", "warn", f"On the CPU, as asked: {estimate}.")
+    elif total <= CPU_PRACTICAL_HOURS * 3600 and per_step <= CPU_PRACTICAL_SECONDS_PER_STEP:
+        plan.note("GPU", "warn", f"No GPU: {name} is small enough to train on the CPU: {estimate}.")
+    else:
+        plan.note("GPU", "error", f"{doctor.no_gpu_message()} On the CPU, {name} would take {estimate}. "
+                  "(device cpu forces it anyway.)")
+        # Advice for the GPU this person is about to switch to: the memory plan is made for a T4.
+        plan.device = DevicePlan("cpu", None, "fp16" if run.mixed_precision == "auto" else precision, asked,
+                                 T4_GB, "GPU memory", per_step)
+
+
+def _decide_memory(plan: RunPlan) -> None:
+    from colabkit.train import memory
+
+    run, facts, dev = plan.run, plan.facts, plan.device
+    if facts is None or dev is None:
+        return
+    on_gpu = dev.memory_of == "GPU memory"
+
+    def estimate(checkpointing: bool):
+        return memory.estimate_vram(
+            unet_params=facts.params["unet"], te_params=facts.params["text_encoder"] + facts.params["text_encoder_2"],
+            vae_params=facts.params["vae"],
+            unet_shape=memory.UNetShape.from_config(facts.unet_config, context_tokens=run.max_token_length + 2),
+            resolution=run.resolution, batch_size=run.train_batch_size, network_dim=run.network_dim,
+            lora_type=run.lora_type, train_text_encoder=run.train_text_encoder, mixed_precision=dev.mixed_precision,
+            gradient_checkpointing=checkpointing, cache_latents=True,
+            cache_text_embeddings=not run.train_text_encoder and not run.shuffle_tags, optimizer=run.optimizer,
+            conv_dim=run.conv_dim if run.lora_type == "LoCon" else None, sample_images=run.sample_every_n_epochs > 0,
+            vae_fp16_fix=run.vae_fp16_fix, gpu_gb=dev.memory_gb)
+
+    without = estimate(False)
+    where = f"{dev.memory_gb:.1f} GB {dev.memory_of}"
+    if run.gradient_checkpointing == "auto":
+        plan.gradient_checkpointing = not without.fits()
+        why = (f"gradient checkpointing on: without it about {without.total_gb:.1f} GB, more than the {where}"
+               if plan.gradient_checkpointing else
+               "gradient checkpointing off: the run fits without it (faster)")
+    else:
+        plan.gradient_checkpointing = run.gradient_checkpointing == "on"
+        why = f"gradient checkpointing {run.gradient_checkpointing}, as set"
+    plan.memory = vram = estimate(plan.gradient_checkpointing) if plan.gradient_checkpointing else without
+    if vram.fits():
+        plan.note("memory", "ok", f"about {vram.total_gb:.1f} GB of {where}; {why}.")
+    elif on_gpu:
+        plan.note("memory", "error", f"about {vram.total_gb:.1f} GB needed, the GPU has {dev.memory_gb:.1f} GB. "
+                  + " ".join(vram.advice))
+    else:  # the host may swap or the runtime restart; a warning, the person chose the CPU
+        plan.note("memory", "warn", f"about {vram.total_gb:.1f} GB needed, this machine has {where}: it may "
+                  "swap or be stopped.")
+
+
+# Packages a run needs, by what needs them: checked before step 1, so nothing fails after GPU time was spent.
+_OPTIMIZER_PACKAGES = {"AdamW8bit": ("bitsandbytes", "pip install bitsandbytes (the notebook's set-up cell does "
+                                     "this), or choose optimizer AdamW"),
+                       "Prodigy": ("prodigyopt", "pip install prodigyopt (the notebook's set-up cell does this)")}
+_CORE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "safetensors")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ValueError, ImportError):  # a module set to None in sys.modules, a broken parent package
+        return False
+
+
+def _check_packages(plan: RunPlan) -> None:
+    run = plan.run
+    missing = [m for m in _CORE_PACKAGES if not _installed(m)]
+    if missing:
+        plan.note("packages", "error", f"Training needs {', '.join(missing)}: pip install 'colabkit[train]'.")
+    if run.optimizer in _OPTIMIZER_PACKAGES:
+        module, fix = _OPTIMIZER_PACKAGES[run.optimizer]
+        if not _installed(module):
+            plan.note("packages", "error", f"optimizer {run.optimizer} needs {module}. Fix: {fix}.")
+    if run.optimizer == "Adafactor" and not _installed("transformers"):
+        plan.note("packages", "error", "optimizer Adafactor needs transformers: pip install 'colabkit[train]'.")
+    plan.can_plot = _installed("matplotlib")
+    if not plan.can_plot:
+        plan.note("packages", "warn", "matplotlib is not installed: the loss plot (loss.png) will be skipped. "
+                  "pip install matplotlib to get it.")
+
+
+def _check_drive_space(plan: RunPlan) -> None:
+    run, resolved = plan.run, plan.resolved
+    free_gb = shutil.disk_usage(plan.project.root).free / 2**30
+    need_gb = 0.5 + (7.0 if resolved is not None and resolved.source == "download" and run.keep_model_on_drive
+                     else 0)
+    if free_gb < need_gb:
+        plan.note("Drive space", "error", f"{free_gb:.1f} GB free on Drive, about {need_gb:.1f} GB needed. Free "
+                  "some space (Drive's bin counts too) or untick keep_model_on_drive.")
+    else:
+        plan.note("Drive space", "ok", f"{free_gb:.1f} GB free")
+
+
+def _fingerprint_and_cache(plan: RunPlan) -> None:
+    from colabkit.train import models
+    from colabkit.train.cache import LatentCache, cache_root, model_key
+
+    run, resolved, items = plan.run, plan.resolved, plan.items
+    plan.fingerprints = {"dataset": plan.scan.fingerprint()}
+    if resolved is None or not (resolved.present or resolved.sha256):  # no fingerprint before the download
+        return
+    plan.fingerprints["base_model"] = models.fingerprint(resolved)
+    key = model_key(plan.fingerprints["base_model"], run.vae_fp16_fix)
+    todo = LatentCache(cache_root(plan.project, run.cache_to_drive) / "latents", key).missing(items, run.flip_aug)
+    total = len(items) * (2 if run.flip_aug else 1)
+    if todo and len(todo) < total:
+        plan.note("cache", "ok", f"{len(todo)} of {total} latents new or changed: only those will be re-cached.")
+    elif not todo:
+        plan.note("cache", "ok", "all latents cached from an earlier day")
+
+
+def _decide_resume(plan: RunPlan) -> None:
+    from colabkit.train.state import StateStore
+
+    store = StateStore(plan.project.state)
+    if plan.config.start_over or not store.exists():
+        return  # start_over: the saved state is moved aside (never deleted) when training starts
+    state, warnings = store.load_latest()
+    for w in warnings:
+        plan.note("saved state", "warn", w)
+    if state is None:
+        return
+    what = resume_problems(state.config, state.fingerprints, plan.run.to_dict(), plan.fingerprints)
+    if what:
+        plan.resume = "refused"
+        plan.note("resume", "error", "A saved run exists but it cannot continue: " + "; ".join(what)
+                  + ". Put the old settings back to continue, or tick start_over (old files are kept).")
+        return
+    plan.state = state
+    if state.finished and state.step >= plan.total_steps:
+        plan.resume = "finished"
+        plan.note("resume", "ok", f"This run is finished ({state.step} steps). Raise epochs to train more.")
+    else:
+        plan.resume = "continue"
+        plan.note("resume", "ok", f"Will continue from step {state.step}/{plan.total_steps}.")
+
+
+def fetch_model(plan: RunPlan, progress=True) -> "ResolvedModel":
+    """The plan's model on disk: downloaded now if the plan found it still to download (then fingerprinted
+    and checked against the saved run, which could not be done before). Updates the plan."""
+    from colabkit.train import models
+
+    if plan.resolved is None:
+        raise ColabkitError("No base model resolved: run the preflight and fix the base model first.")
+    if not plan.resolved.present:
+        run = plan.run
+        plan.resolved = models.resolve_base_model(run.base_model, models_dir=plan.project.models,
+                                                  keep_on_drive=run.keep_model_on_drive, download=True,
+                                                  progress=progress, prediction_type=run.prediction_type)
+    if "base_model" not in plan.fingerprints:
+        plan.fingerprints["base_model"] = models.fingerprint(plan.resolved)
+        if plan.state is not None:
+            what = resume_problems(plan.state.config, plan.state.fingerprints, plan.run.to_dict(), plan.fingerprints)
+            if what:
+                raise ColabkitError("The saved run cannot be resumed with these settings, because:\n- "
+                                    + "\n- ".join(what) + "\nPut the old settings back to continue it, or tick "
+                                    "start_over to begin a new run (the old LoRA files and state are kept).")
+    return plan.resolved
+
+
+__all__ = ["RunPlan", "DevicePlan", "Note", "make_plan", "fetch_model", "unet_step_flops", "cpu_seconds_per_step"]
