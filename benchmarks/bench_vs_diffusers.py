@@ -60,7 +60,7 @@ SITECUSTOMIZE = r'''
 import atexit, json, os, sys, time
 _path = os.environ.get("BENCH_STEP_LOG")
 if _path:
-    _times, _installed = [], []
+    _times, _installed, _threads = [], [], []
 
     def _audit(event, args):
         # Installed as soon as torch.optim.optimizer has finished importing (checked at each later import).
@@ -69,13 +69,19 @@ if _path:
         mod = sys.modules.get("torch.optim.optimizer")
         if mod is not None and hasattr(mod, "register_optimizer_step_post_hook"):
             _installed.append(True)
-            mod.register_optimizer_step_post_hook(lambda opt, a, k: _times.append(time.perf_counter()))
+            import torch
+
+            def _hook(opt, a, k):
+                _times.append(time.perf_counter())
+                _threads[:] = [torch.get_num_threads()]  # as the last step ran
+
+            mod.register_optimizer_step_post_hook(_hook)
 
     sys.addaudithook(_audit)
 
     def _dump():
         with open(_path, "w") as f:
-            json.dump(_times, f)
+            json.dump({"times": _times, "torch_threads": _threads[:1]}, f)
 
     atexit.register(_dump)
 '''
@@ -182,11 +188,13 @@ def run_one(name: str, cmd: list[str], env: dict[str, str], log: Path, out_log: 
             hog.wait()
     if rc != 0:
         sys.exit(f"{name} failed (exit {rc}); its output: {out_log}\n" + out_log.read_text()[-3000:])
-    times = json.loads(log.read_text()) if log.exists() else []
+    logged = json.loads(log.read_text()) if log.exists() else {"times": [], "torch_threads": []}
+    times = logged["times"]
     if len(times) != STEPS:
         sys.exit(f"{name}: {len(times)} optimizer steps seen instead of {STEPS}; see {out_log}")
     gaps = [b - a for a, b in zip(times, times[1:])]
-    return {"wall": wall, "step": (times[-1] - times[0]) / (len(times) - 1), "step_median": statistics.median(gaps)}
+    return {"wall": wall, "step": (times[-1] - times[0]) / (len(times) - 1), "step_median": statistics.median(gaps),
+            "threads": logged["torch_threads"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.busy_limit if args.busy else 0)
             results[name].append(res)
             print(f"round {r + 1} {name:8s}: whole command {res['wall']:6.1f} s, training steps "
-                  f"{res['step']:.3f} s/step (median gap {res['step_median']:.3f})", flush=True)
+                  f"{res['step']:.3f} s/step (median gap {res['step_median']:.3f}); torch threads {res['threads']}", flush=True)
 
     def med(name, key):
         return statistics.median(x[key] for x in results[name])
