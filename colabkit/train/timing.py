@@ -153,3 +153,31 @@ def cpu_suggestion(estimate: RunEstimate, resolution: int, steps: int) -> str | 
     return (f"On the CPU this takes {span(estimate.total_s)}. To try the whole flow in minutes use the demo "
             f"size: resolution {DEMO_RESOLUTION}, max_train_steps {DEMO_STEPS}, sample_every_n_epochs 0 "
             "(or `colabkit demo`); train the real LoRA on a GPU runtime.")
+
+
+def plan_estimate(plan) -> "RunEstimate | None":
+    """The estimate for a run plan (colabkit.train.plan.RunPlan): its device, steps still to run, previews,
+    and whether the latents are cached already. None when the plan could not get that far."""
+    dev, steps, run = plan.device, plan.steps, plan.run
+    if dev is None or steps is None or plan.facts is None:
+        return None
+    done = plan.state.step if plan.resume == "continue" and plan.state is not None else 0
+    left = max(0, steps.total_steps - done)
+    batch = run.train_batch_size * run.gradient_accumulation_steps
+    on_gpu = dev.device == "cuda"
+    if on_gpu:
+        step_s = gpu_seconds_per_step(dev.gpu.name, run.resolution, batch, plan.gradient_checkpointing)
+        source = gpu_source(dev.gpu.name)
+    elif dev.cpu_seconds_per_step is not None:
+        step_s, source = dev.cpu_seconds_per_step, "CPU estimate"
+    else:
+        return None
+    prompts = [p for p in run.sample_prompts.splitlines() if p.strip()]
+    epochs_left = steps.epochs - done // steps.steps_per_epoch if steps.steps_per_epoch else 0
+    cached = any(n.name == "cache" and n.message.startswith("all latents") for n in plan.notes)
+    return estimate_run(steps=left, step_s=step_s, source=source, batch=batch, n_images=len(plan.items),
+                        resolution=run.resolution, flip=run.flip_aug, cached=cached,
+                        previews=previews_in_run(epochs_left, run.sample_every_n_epochs),
+                        n_prompts=len(prompts) or 3, sample_steps=run.sample_steps,
+                        checkpointing=plan.gradient_checkpointing, on_gpu=on_gpu, budget_hours=run.budget_hours,
+                        margin_s=run.budget_margin_minutes * 60)

@@ -77,3 +77,32 @@ def test_cpu_suggests_the_demo_size_only_when_long():
                                 checkpointing=False, on_gpu=False, budget_hours=3.0, margin_s=600)
     assert timing.cpu_suggestion(quick, 128, 40) is None
     assert timing.cpu_suggestion(_t4_run(1750), 1024, 1750) is None  # a GPU run gets no demo hint
+
+
+# -- in the preflight ---------------------------------------------------------------------------------------
+
+def test_preflight_shows_time_days_and_preview_cost_on_a_t4(tiny_project, make_config, monkeypatch):
+    from colabkit import doctor
+    from colabkit.doctor import GpuInfo
+    from colabkit.train.preflight import run_preflight
+
+    monkeypatch.setattr(doctor, "gpu_info", lambda: GpuInfo("Tesla T4", 14.75, (7, 5)))
+    report = run_preflight(make_config(resolution=1024, max_train_steps=1750, num_repeats=88,
+                                       sample_every_n_epochs=1, gradient_checkpointing="on"))
+    rows = {c.name: c.message for c in report.checks}
+    assert report.plan.epochs == 10, report.plan.describe()
+    assert "1750 steps x 5.0 s (tabled T4 figure)" in rows["time"], rows["time"]
+    assert "free-tier day" in rows["time"]
+    assert "10 epoch-end previews" in rows["previews"] and "counted in the daily budget" in rows["previews"]
+    assert len([c for c in run_preflight(report.run_plan).checks if c.name == "time"]) == 1  # once per plan
+
+
+def test_preflight_on_the_cpu_suggests_the_demo_size_for_a_long_run(tiny_project, make_config):
+    from colabkit.train.preflight import run_preflight
+
+    long = {c.name: c for c in run_preflight(make_config(resolution=1024, max_train_steps=300,
+                                                         sample_every_n_epochs=1), device="cpu").checks}
+    assert long["time"].level == "warn" and "resolution 128" in long["time"].message, long["time"].message
+    short = {c.name: c for c in run_preflight(make_config(resolution=64, max_train_steps=4),
+                                              device="cpu").checks}
+    assert "CPU estimate" in short["time"].message and "resolution 128" not in short["time"].message
