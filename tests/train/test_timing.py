@@ -106,3 +106,37 @@ def test_preflight_on_the_cpu_suggests_the_demo_size_for_a_long_run(tiny_project
     short = {c.name: c for c in run_preflight(make_config(resolution=64, max_train_steps=4),
                                               device="cpu").checks}
     assert "CPU estimate" in short["time"].message and "resolution 128" not in short["time"].message
+
+
+# -- previews in the budget --------------------------------------------------------------------------------
+
+def test_budget_stops_before_a_preview_that_would_not_fit():
+    from colabkit.train.budget import Budget
+
+    now = [0.0]
+    b = Budget(start=0.0, hours=1.0, margin_s=60, clock=lambda: now[0])
+    b.record_step(10.0)
+    now[0] = 3600 - 60 - 15 - 100  # room for a step and 100 s more
+    assert not b.must_stop()
+    assert not b.must_stop(preview_s=80.0)  # 1.2 x 80 = 96 s fits
+    assert b.must_stop(preview_s=90.0)  # 108 s does not: stop (state saved) before the step and its preview
+    b.record_preview(40.0)
+    b.record_preview(30.0)
+    assert b.preview_s == 40.0  # the slowest one seen
+
+
+def test_the_loop_expects_a_preview_only_before_an_epoch_end_that_makes_one(make_config):
+    from colabkit.train.budget import Budget
+    from colabkit.train.loop import _next_preview_s
+
+    b = Budget(start=0.0, hours=1.0, margin_s=0, clock=lambda: 0.0)
+    b.record_step(3.0)
+    run = make_config(sample_every_n_epochs=2, sample_steps=10, sample_prompts="a\nb")
+    # 5 steps an epoch, 20 in all: previews after steps 10 and 20 (epochs 2 and 4, the last)
+    expected = {s for s in range(20) if _next_preview_s(run, b, s, 5, 20) > 0}
+    assert expected == {9, 19}
+    first = _next_preview_s(run, b, 9, 5, 20)
+    assert first == pytest.approx(timing.preview_seconds(3.0, 2, 2, 10, 1.5))  # estimated from the step time
+    b.record_preview(7.0)
+    assert _next_preview_s(run, b, 19, 5, 20) == 7.0  # then measured
+    assert _next_preview_s(make_config(sample_every_n_epochs=0), b, 9, 5, 20) == 0.0
