@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy", action="store_true", help="keep one core busy with another process during each run")
     p.add_argument("--busy-limit", type=float, default=600.0, help="the busy process stops by itself after this")
     p.add_argument("--only", choices=("both", "example", "colabkit"), default="both")
+    p.add_argument("--example-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment for the example only, e.g. OMP_WAIT_POLICY=PASSIVE (what colabkit sets for "
+                   "itself) to compare the engines without OpenMP's busy-waiting")
     p.add_argument("--colabkit-args", default="", help="extra `colabkit train` options, e.g. "
                    "'--gradient-checkpointing false'")
     args = p.parse_args(argv)
@@ -237,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                 colabkit_project(images, drive)
                 cmd = colabkit_cmd(args.python, model, extra)
             log = run_dir / "steps.json"
-            res = run_one(name, cmd, child_env(hooks, log, drive), log, run_dir / "output.txt",
+            env = child_env(hooks, log, drive)
+            if name == "example":
+                env.update(kv.split("=", 1) for kv in args.example_env)
+            res = run_one(name, cmd, env, log, run_dir / "output.txt",
                           args.busy_limit if args.busy else 0)
             results[name].append(res)
             print(f"round {r + 1} {name:8s}: whole command {res['wall']:6.1f} s, training steps "
