@@ -95,6 +95,13 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     # -- 2. the models --------------------------------------------------------------------------------
     accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
     dev = accelerator.device
+    if plan.device.device == "cpu":
+        import os
+
+        from colabkit.train.timing import cpu_training_threads
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads()))
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     rep.stage(f"Loading {resolved.name} ({accelerator.mixed_precision} on {dev}).")
     parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix,

@@ -181,3 +181,14 @@ def plan_estimate(plan) -> "RunEstimate | None":
                         n_prompts=len(prompts) or 3, sample_steps=run.sample_steps,
                         checkpointing=plan.gradient_checkpointing, on_gpu=on_gpu, budget_hours=run.budget_hours,
                         margin_s=run.budget_margin_minutes * 60)
+
+
+def cpu_training_threads(cores: int, user_set: bool, current: int) -> int:
+    """torch threads for training on the CPU: every core but one, at least one (kept as is when the user set
+    OMP_NUM_THREADS). The spare core is for everything else on the machine (Colab's Drive sync and notebook
+    server, other jobs): with every core in the step, one busy process stalls each parallel region's barrier
+    (measured: 2.1x slower steps with one extra busy process on 2 cores, benchmarks/RESULTS.md). Fixed for a
+    machine, never tuned by timing: the thread count changes float summation order, and resumes are bit-exact."""
+    if user_set:
+        return current
+    return max(1, cores - 1)

@@ -140,3 +140,10 @@ def test_the_loop_expects_a_preview_only_before_an_epoch_end_that_makes_one(make
     b.record_preview(7.0)
     assert _next_preview_s(run, b, 19, 5, 20) == 7.0  # then measured
     assert _next_preview_s(make_config(sample_every_n_epochs=0), b, 9, 5, 20) == 0.0
+
+
+def test_cpu_training_leaves_a_core_for_the_rest_of_the_machine():
+    assert timing.cpu_training_threads(2, user_set=False, current=2) == 1
+    assert timing.cpu_training_threads(8, user_set=False, current=8) == 7
+    assert timing.cpu_training_threads(1, user_set=False, current=1) == 1
+    assert timing.cpu_training_threads(8, user_set=True, current=3) == 3  # OMP_NUM_THREADS wins
