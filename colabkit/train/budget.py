@@ -36,6 +36,7 @@ class Budget:
     clock: Callable[[], float] = field(default_factory=default_clock)
     step_s: float | None = None  # smoothed seconds per step
     save_s: float = 0.0  # the slowest state save seen
+    preview_s: float | None = None  # the slowest epoch-end preview seen (None: none made yet)
 
     @property
     def deadline(self) -> float:
@@ -54,9 +55,14 @@ class Budget:
     def record_save(self, seconds: float) -> None:
         self.save_s = max(self.save_s, seconds)
 
-    def must_stop(self) -> bool:
-        """True when one more step and a save would eat into the safety margin."""
-        need = 1.5 * (self.step_s or 0.0) + 1.5 * self.save_s + self.margin_s
+    def record_preview(self, seconds: float) -> None:
+        self.preview_s = max(self.preview_s or 0.0, seconds)
+
+    def must_stop(self, preview_s: float = 0.0) -> bool:
+        """True when one more step and a save would eat into the safety margin. ``preview_s``: the expected
+        cost of the epoch-end preview the next step would be followed by (0 when it is not an epoch's end):
+        a preview that would not fit is not started, the run stops before it."""
+        need = 1.5 * (self.step_s or 0.0) + 1.5 * self.save_s + 1.2 * preview_s + self.margin_s
         return self.left_s() < need
 
 

@@ -95,6 +95,13 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     # -- 2. the models --------------------------------------------------------------------------------
     accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
     dev = accelerator.device
+    if plan.device.device == "cpu":
+        import os
+
+        from colabkit.train.timing import cpu_training_threads
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads()))
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     rep.stage(f"Loading {resolved.name} on {dev}" + ("" if accelerator.mixed_precision == "no"
                                                     else f" ({accelerator.mixed_precision} mixed precision)") + ".")
@@ -276,7 +283,9 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                                plan.zero_terminal_snr, e, step)
                 _prune_epochs(project, run.keep_only_last_n_epochs)
             if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
+                t_preview = time.time()
                 grid = _samples(plan, parts, unet, e, dev)
+                budget.record_preview(time.time() - t_preview)
                 grids.append(grid)
             loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch) if plan.can_plot else None
             rep.epoch_end(e, path, grid, loss_plot)
@@ -286,7 +295,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         if saved:
             save_state(step)
             last_state_save = time.time()
-        if step < total and _agree(accelerator, budget.must_stop()):
+        if step < total and _agree(accelerator, budget.must_stop(_next_preview_s(run, budget, step, per_epoch,
+                                                                                 total))):
             if not saved:
                 save_state(step)
             if accelerator.is_main_process and plan.can_plot:
@@ -369,6 +379,23 @@ def _prune_epochs(project: Project, keep: int) -> None:
 
 def _lora_files(project: Project) -> list[Path]:
     return sorted(project.output.glob(f"{project.slug}*.safetensors"))
+
+
+def _next_preview_s(run, budget: Budget, step: int, per_epoch: int, total: int) -> float:
+    """Expected seconds of the epoch-end preview that follows step ``step + 1`` (0 if none follows it): the
+    slowest one seen, or before the first one an estimate from the step time (colabkit.train.timing)."""
+    from colabkit.train import timing
+
+    nxt = step + 1
+    if not run.sample_every_n_epochs or nxt > total or (nxt % per_epoch and nxt != total):
+        return 0.0
+    if ((nxt - 1) // per_epoch + 1) % run.sample_every_n_epochs and nxt != total:
+        return 0.0
+    if budget.preview_s is not None:
+        return budget.preview_s
+    n_prompts = len([p for p in run.sample_prompts.splitlines() if p.strip()]) or 3
+    step_s = budget.step_s or 0.0
+    return timing.preview_seconds(step_s, run.train_batch_size, n_prompts, run.sample_steps, step_s / 2)
 
 
 def _samples(plan: RunPlan, parts, unet, epoch, dev) -> Path:

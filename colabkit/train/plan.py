@@ -341,7 +341,12 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         return
     import torch
 
-    threads = torch.get_num_threads()  # what the CPU training will use
+    import os
+
+    from colabkit.train.timing import cpu_training_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads())  # as the loop
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
     plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step)

@@ -51,4 +51,24 @@ class PreflightReport:
 
 def run_preflight(plan: RunPlan | TrainConfig, device: str | None = None) -> PreflightReport:
     """Report on ``plan`` (a TrainConfig is planned first, with ``device``)."""
-    return PreflightReport(plan if isinstance(plan, RunPlan) else make_plan(plan, device=device))
+    plan = plan if isinstance(plan, RunPlan) else make_plan(plan, device=device)
+    _add_time_rows(plan)
+    return PreflightReport(plan)
+
+
+def _add_time_rows(plan: RunPlan) -> None:
+    """How long the run will take and what its previews cost (colabkit.train.timing), once per plan."""
+    from colabkit.train import timing
+
+    if any(n.name == "time" for n in plan.notes):
+        return
+    est = timing.plan_estimate(plan)
+    if est is None:
+        return
+    run = plan.run
+    hint = timing.cpu_suggestion(est, run.resolution, est.steps)
+    plan.note("time", "warn" if hint or est.days > 1 else "ok", est.describe() + (f". {hint}" if hint else ""))
+    if est.previews:
+        plan.note("previews", "ok", f"{est.previews} epoch-end previews ({run.sample_steps} sampler steps each), "
+                  f"about {timing.span(est.preview_s)} each, {timing.span(est.previews * est.preview_s)} in all; "
+                  "counted in the daily budget (sample_every_n_epochs 0 turns them off).")

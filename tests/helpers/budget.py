@@ -12,6 +12,6 @@ class StopAfter(Budget):
         super().__init__(start=0.0, hours=1.0, margin_s=0.0, clock=lambda: 0.0)
         self.n = n
 
-    def must_stop(self) -> bool:
+    def must_stop(self, preview_s: float = 0.0) -> bool:
         self.n -= 1
         return self.n <= 0
