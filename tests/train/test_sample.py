@@ -122,3 +122,15 @@ def test_long_preview_prompts_are_chunked_like_captions(parts, calls):
     assert len(calls) == 1
     assert calls[0]["prompt_embeds"].shape[:2] == (2, 152)
     assert calls[0]["negative_prompt_embeds"].shape[:2] == (2, 152)
+
+
+def test_batched_previews_equal_the_one_by_one_images(parts, calls):
+    with_schedule(parts, "epsilon", False)
+    pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
+    prompts = ["houtline, outline", "houtline, circle", "houtline, simple background"]
+    batched = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    assert len(calls) == 1 and len(calls[0]["generator"]) == 3  # one call, one generator (seed + i) per image
+    one_by_one = [render(pipe, [p], 64, 2, 7 + i, "cpu", zero_terminal_snr=False)[0] for i, p in enumerate(prompts)]
+    for b, o in zip(batched, one_by_one):
+        torch.testing.assert_close(b, o, rtol=1e-4, atol=1e-4)
+    assert (batched[0] - batched[1]).abs().max() > 1e-3  # different prompts and seeds: different images
