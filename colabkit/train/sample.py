@@ -122,11 +122,22 @@ def render(pipe, prompts: list[str], resolution: int, steps: int, seed: int, dev
     vae = pipe.vae
     if not prompts:
         return []
+    def sample(indices: list[int]):
+        return pipe(**prompt_kwargs(pipe, [prompts[i] for i in indices], NEGATIVE, device, max_token_length),
+                    height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=7.0,
+                    guidance_rescale=guidance_rescale(zero_terminal_snr), output_type="latent",
+                    generator=[torch.Generator().manual_seed(seed + i) for i in indices]).images
+
     with torch.no_grad():
-        latents = pipe(**prompt_kwargs(pipe, prompts, NEGATIVE, device, max_token_length),
-                       height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=7.0,
-                       guidance_rescale=guidance_rescale(zero_terminal_snr), output_type="latent",
-                       generator=[torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]).images
+        try:
+            latents = sample(list(range(len(prompts))))
+        except torch.OutOfMemoryError:
+            # The batch did not fit beside the training state (a T4 at 1024 px): one prompt at a time, same seeds
+            if len(prompts) == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            latents = torch.cat([sample([i]) for i in range(len(prompts))])
         # Decoded one at a time (the VAE's activations at full size are the memory peak), in the VAE's own dtype
         # (fp32 unless fp16-fix) and outside any autocast: the stock SDXL VAE turns fp16 activations into NaN.
         with torch.autocast(device_type=torch.device(device).type, enabled=False):

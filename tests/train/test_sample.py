@@ -134,3 +134,23 @@ def test_batched_previews_equal_the_one_by_one_images(parts, calls):
     for b, o in zip(batched, one_by_one):
         torch.testing.assert_close(b, o, rtol=1e-4, atol=1e-4)
     assert (batched[0] - batched[1]).abs().max() > 1e-3  # different prompts and seeds: different images
+
+
+def test_previews_fall_back_to_one_by_one_when_the_batch_does_not_fit(parts, monkeypatch):
+    with_schedule(parts, "epsilon", False)
+    pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
+    prompts = ["houtline, outline", "houtline, circle"]
+    expected = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    original, sizes = StableDiffusionXLPipeline.__call__, []
+
+    def small_gpu(self, *args, **kwargs):
+        sizes.append(kwargs["prompt_embeds"].shape[0])
+        if sizes[-1] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "__call__", small_gpu)
+    got = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    assert sizes == [2, 1, 1]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
