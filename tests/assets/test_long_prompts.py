@@ -80,3 +80,20 @@ def test_embeddings_follow_the_unets_dtype(loaded):
         pipe.unet.to(torch.float32)
     assert {v.dtype for v in kw.values()} == {torch.float16}
     assert kw["prompt_embeds"].shape[1] == 152 == kw["negative_prompt_embeds"].shape[1]
+
+
+def test_generate_keeps_a_long_prompt_whole_in_the_picture_and_its_parameters(lora_project):
+    from PIL import Image
+
+    from colabkit.assets.config import GenerateConfig
+    from colabkit.assets.generate import generate_images, read_parameters
+
+    long = f"houtline, {FILLER}, red hair"
+    cfg = GenerateConfig(project_name="houtline", base_model="tiny-sdxl", size="64x64", steps=2, num_images=1,
+                         seed=5, lora_file="none", prompt=long)
+    red = generate_images(cfg, device="cpu")[0]
+    blue = generate_images(cfg.replace(prompt=long.replace("red", "blue")), device="cpu")[0]
+    info = read_parameters(red)
+    assert info["prompt"] == long and info["negative_prompt"] == cfg.negative_prompt  # A1111's text round-trips
+    a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (red, blue))
+    assert np.abs(a - b).max() > 0
