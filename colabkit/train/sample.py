@@ -76,32 +76,73 @@ def preview_pipeline(parts, unet, prediction_type: str, zero_terminal_snr: bool)
     return pipe
 
 
-def render(pipe, prompts: list[str], resolution: int, steps: int, seed: int, device, *, zero_terminal_snr: bool,
-           max_token_length: int = 75) -> list:
-    """Decoded images ([3, H, W] float tensors, about -1..1), one per prompt, seed + i for prompt i."""
+def prompt_kwargs(pipe, prompts: list[str], negative: str, device, max_token_length: int = 225) -> dict:
+    """The SDXL pipeline's text conditioning for ``prompts`` (one batch) and one ``negative`` prompt, encoded as
+    training encodes captions: up to ``max_token_length`` tokens in 75-token chunks (``encode_prompts``), where
+    the pipeline's own text path cuts at 77 tokens. A1111/Forge and ComfyUI also chunk long prompts.
+
+    All prompts and the negative get the same chunk count (enough for the longest, ``preview_token_length``;
+    a batch must have one length, as A1111 pads a batch's prompts to one chunk count): prompts of up to 75
+    tokens give exactly the pipeline's own 77-token encoding. An empty negative gives zeros, as diffusers does
+    for SDXL (``force_zeros_for_empty_prompt``), not the encoding of "". The embeddings are in the UNet's dtype
+    (float16 text encoders and UNet on a GPU in step 3). Returns the keyword arguments ``prompt_embeds``,
+    ``pooled_prompt_embeds``, ``negative_prompt_embeds``, ``negative_pooled_prompt_embeds``.
+    """
     import torch
 
     from colabkit.train.cache import encode_prompts
 
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
     tokenizers = [pipe.tokenizer, pipe.tokenizer_2]
-    vae = pipe.vae
-    out = []
+    zeros = not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", True)
+    n = preview_token_length(pipe.tokenizer, list(prompts) + ([] if zeros else [negative]), max_token_length)
+    dtype = pipe.unet.dtype
     with torch.no_grad():
-        for i, prompt in enumerate(prompts):
-            # Encoded as training encodes captions (long prompts in 75-token chunks); the negative to the same length
-            n = preview_token_length(pipe.tokenizer, [prompt, NEGATIVE], max_token_length)
-            embeds, pooled = encode_prompts([prompt], tokenizers, encoders, device, n)
-            neg, neg_pooled = encode_prompts([NEGATIVE], tokenizers, encoders, device, n)
-            latents = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
-                           negative_pooled_prompt_embeds=neg_pooled, height=resolution, width=resolution,
-                           num_inference_steps=steps, guidance_scale=7.0,
-                           guidance_rescale=guidance_rescale(zero_terminal_snr), output_type="latent",
-                           generator=torch.Generator().manual_seed(seed + i)).images
-            # Decoded here, in the VAE's own dtype (fp32 unless fp16-fix) and outside any autocast:
-            # the stock SDXL VAE turns fp16 activations into NaN, i.e. black previews.
-            out.append(vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample[0].float())
-    return out
+        embeds, pooled = encode_prompts(list(prompts), tokenizers, encoders, device, n)
+        embeds, pooled = embeds.to(device, dtype), pooled.to(device, dtype)
+        if zeros:
+            neg, neg_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+        else:
+            neg, neg_pooled = encode_prompts([negative], tokenizers, encoders, device, n)
+            neg = neg.to(device, dtype).expand_as(embeds).contiguous()
+            neg_pooled = neg_pooled.to(device, dtype).expand_as(pooled).contiguous()
+    return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "negative_prompt_embeds": neg,
+            "negative_pooled_prompt_embeds": neg_pooled}
+
+
+def render(pipe, prompts: list[str], resolution: int, steps: int, seed: int, device, *, zero_terminal_snr: bool,
+           max_token_length: int = 75) -> list:
+    """Decoded images ([3, H, W] float tensors, about -1..1), one per prompt, seed + i for prompt i.
+
+    All prompts go through the UNet in one pipeline call (one generator per image keeps each image's seed), with
+    long prompts in 75-token chunks as training encodes captions (the batch at the longest prompt's chunk count).
+    """
+    import torch
+
+    vae = pipe.vae
+    if not prompts:
+        return []
+    def sample(indices: list[int]):
+        return pipe(**prompt_kwargs(pipe, [prompts[i] for i in indices], NEGATIVE, device, max_token_length),
+                    height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=7.0,
+                    guidance_rescale=guidance_rescale(zero_terminal_snr), output_type="latent",
+                    generator=[torch.Generator().manual_seed(seed + i) for i in indices]).images
+
+    with torch.no_grad():
+        try:
+            latents = sample(list(range(len(prompts))))
+        except torch.OutOfMemoryError:
+            # The batch did not fit beside the training state (a T4 at 1024 px): one prompt at a time, same seeds
+            if len(prompts) == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            latents = torch.cat([sample([i]) for i in range(len(prompts))])
+        # Decoded one at a time (the VAE's activations at full size are the memory peak), in the VAE's own dtype
+        # (fp32 unless fp16-fix) and outside any autocast: the stock SDXL VAE turns fp16 activations into NaN.
+        with torch.autocast(device_type=torch.device(device).type, enabled=False):
+            return [vae.decode(lat[None].to(vae.dtype) / vae.config.scaling_factor).sample[0].float()
+                    for lat in latents]
 
 
 def generate_grid(parts, unet, prompts: list[str], folder: Path, tag: str, resolution: int, steps: int,

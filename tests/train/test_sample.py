@@ -94,7 +94,7 @@ def test_generate_grid_for_a_ztsnr_vpred_model(parts, calls, tmp_path):
     assert grid == tmp_path / "grid-e01.png"
     assert Image.open(grid).size == (128, 64)
     assert (tmp_path / "e01-0.png").is_file() and (tmp_path / "e01-1.png").is_file()
-    assert len(calls) == 2
+    assert len(calls) == 1  # all prompts in one batched pipeline call
     for c in calls:
         assert c["scheduler"].config.prediction_type == "v_prediction"
         assert c["scheduler"].config.timestep_spacing == "trailing"
@@ -118,5 +118,39 @@ def test_long_preview_prompts_are_chunked_like_captions(parts, calls):
     pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
     pixels = render(pipe, [short, long], 64, 2, 0, "cpu", zero_terminal_snr=False, max_token_length=225)
     assert all(torch.isfinite(p).all() for p in pixels)
-    assert [c["prompt_embeds"].shape[1] for c in calls] == [77, 152]
-    assert [c["negative_prompt_embeds"].shape[1] for c in calls] == [77, 152]
+    # one batched call, both prompts at the longest one's chunk count
+    assert len(calls) == 1
+    assert calls[0]["prompt_embeds"].shape[:2] == (2, 152)
+    assert calls[0]["negative_prompt_embeds"].shape[:2] == (2, 152)
+
+
+def test_batched_previews_equal_the_one_by_one_images(parts, calls):
+    with_schedule(parts, "epsilon", False)
+    pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
+    prompts = ["houtline, outline", "houtline, circle", "houtline, simple background"]
+    batched = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    assert len(calls) == 1 and len(calls[0]["generator"]) == 3  # one call, one generator (seed + i) per image
+    one_by_one = [render(pipe, [p], 64, 2, 7 + i, "cpu", zero_terminal_snr=False)[0] for i, p in enumerate(prompts)]
+    for b, o in zip(batched, one_by_one):
+        torch.testing.assert_close(b, o, rtol=1e-4, atol=1e-4)
+    assert (batched[0] - batched[1]).abs().max() > 1e-3  # different prompts and seeds: different images
+
+
+def test_previews_fall_back_to_one_by_one_when_the_batch_does_not_fit(parts, monkeypatch):
+    with_schedule(parts, "epsilon", False)
+    pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
+    prompts = ["houtline, outline", "houtline, circle"]
+    expected = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    original, sizes = StableDiffusionXLPipeline.__call__, []
+
+    def small_gpu(self, *args, **kwargs):
+        sizes.append(kwargs["prompt_embeds"].shape[0])
+        if sizes[-1] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "__call__", small_gpu)
+    got = render(pipe, prompts, 64, 2, 7, "cpu", zero_terminal_snr=False)
+    assert sizes == [2, 1, 1]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
