@@ -105,6 +105,16 @@ def count_long_captions(tokenizer, captions: Iterable[str], limit: int) -> int:
     return sum(1 for c in captions if token_count(tokenizer, c) > limit)
 
 
+def needed_token_length(tokenizer, texts: list[str], max_token_length: int) -> int:
+    """75-token chunks enough for the longest of ``texts``, at most ``max_token_length``: texts of 75 tokens or fewer
+    are encoded in the standard 77 positions, exactly as A1111/Forge, ComfyUI and diffusers encode a prompt at
+    generation time (and as sd-scripts' previews do); only longer ones get more chunks. Training pads to this, not
+    to ``max_token_length`` (sd-scripts pads every caption to 227 positions): a short caption then trains on
+    what it will be prompted with, and costs one text-encoder pass and 77 context tokens, not three and 227."""
+    longest = max((token_count(tokenizer, t) for t in texts), default=0)
+    return min(max_token_length, CHUNK * max(1, -(-longest // CHUNK)))
+
+
 def caption_length_check(tokenizer, captions: list[str], max_token_length: int) -> tuple[str, str]:
     """The preflight line on caption lengths: ("ok" | "warn", message)."""
     _check_length(max_token_length)

@@ -17,7 +17,8 @@ from colabkit.errors import ColabkitError
 from colabkit.project import Project
 from colabkit.train import data, lora, models
 from colabkit.train.budget import Budget, hms
-from colabkit.train.cache import LatentCache, TextCache, cache_root, encode_prompts, model_key, time_ids
+from colabkit.train.cache import (LatentCache, TextCache, cache_root, encode_prompts, model_key,
+                                  needed_token_length, time_ids)
 from colabkit.train.config import TrainConfig
 from colabkit.train.noise import loss_weights, noisy_and_target, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
@@ -125,12 +126,15 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
     text_encoders = [parts.text_encoder, parts.text_encoder_2]
     tokenizers = [parts.tokenizer, parts.tokenizer_2]
+    # Captions are padded to the chunks the longest one needs (<= max_token_length), not always to 227 positions:
+    # a function of the dataset and the model alone, so a resumed run decides the same.
+    token_length = needed_token_length(parts.tokenizer, [it.caption for it in items], run.max_token_length)
     for te in text_encoders:
         te.requires_grad_(False)
     cache_text = not run.train_text_encoder and not run.shuffle_tags
     text_cache = None
     if cache_text:
-        text_cache = TextCache(cache_dir / "text", key, max_token_length=run.max_token_length)
+        text_cache = TextCache(cache_dir / "text", key, max_token_length=token_length)
         for te in text_encoders:
             te.to(dev)
         text_cache.build([it.caption for it in items], tokenizers, text_encoders, dev,
@@ -247,7 +251,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             else:
                 with torch.set_grad_enabled(run.train_text_encoder), accelerator.autocast():
                     embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev,
-                                                    max_token_length=run.max_token_length)
+                                                    max_token_length=token_length)
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
             noisy, target = noisy_and_target(parts.noise_scheduler, lat, noise, timesteps, prediction)
 

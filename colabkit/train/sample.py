@@ -55,15 +55,6 @@ def guidance_rescale(zero_terminal_snr: bool) -> float:
     return ZTSNR_GUIDANCE_RESCALE if zero_terminal_snr else 0.0
 
 
-def preview_token_length(tokenizer, prompts: list[str], max_token_length: int) -> int:
-    """Chunks enough for the longest prompt, at most ``max_token_length``: a short prompt is encoded in 77 tokens,
-    as A1111/Forge and ComfyUI encode it (and as sd-scripts' preview pipeline pads only to what is needed)."""
-    from colabkit.train.cache import CHUNK, token_count
-
-    longest = max((token_count(tokenizer, p) for p in prompts), default=0)
-    return min(max_token_length, CHUNK * max(1, -(-longest // CHUNK)))
-
-
 def preview_pipeline(parts, unet, prediction_type: str, zero_terminal_snr: bool):
     """An SDXL pipeline over the weights already in memory, with the previews' sampler."""
     from diffusers import StableDiffusionXLPipeline
@@ -81,7 +72,7 @@ def prompt_kwargs(pipe, prompts: list[str], negative: str, device, max_token_len
     training encodes captions: up to ``max_token_length`` tokens in 75-token chunks (``encode_prompts``), where
     the pipeline's own text path cuts at 77 tokens. A1111/Forge and ComfyUI also chunk long prompts.
 
-    All prompts and the negative get the same chunk count (enough for the longest, ``preview_token_length``;
+    All prompts and the negative get the same chunk count (enough for the longest, ``cache.needed_token_length``;
     a batch must have one length, as A1111 pads a batch's prompts to one chunk count): prompts of up to 75
     tokens give exactly the pipeline's own 77-token encoding. An empty negative gives zeros, as diffusers does
     for SDXL (``force_zeros_for_empty_prompt``), not the encoding of "". The embeddings are in the UNet's dtype
@@ -90,12 +81,12 @@ def prompt_kwargs(pipe, prompts: list[str], negative: str, device, max_token_len
     """
     import torch
 
-    from colabkit.train.cache import encode_prompts
+    from colabkit.train.cache import encode_prompts, needed_token_length
 
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
     tokenizers = [pipe.tokenizer, pipe.tokenizer_2]
     zeros = not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", True)
-    n = preview_token_length(pipe.tokenizer, list(prompts) + ([] if zeros else [negative]), max_token_length)
+    n = needed_token_length(pipe.tokenizer, list(prompts) + ([] if zeros else [negative]), max_token_length)
     dtype = pipe.unet.dtype
     with torch.no_grad():
         embeds, pooled = encode_prompts(list(prompts), tokenizers, encoders, device, n)

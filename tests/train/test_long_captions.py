@@ -190,3 +190,25 @@ def test_the_unet_takes_the_longer_sequence(te, tiny_sdxl):
                      added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids})
     assert out.sample.shape == (1, 4, 8, 8) and torch.isfinite(out.sample).all()
     assert not torch.equal(out.sample, short.sample)  # the positions after 77 are attended to
+
+
+
+@pytest.mark.slow
+def test_training_pads_to_the_chunks_its_captions_need(tiny_project):
+    """Short captions train exactly as with the plain 77 positions whatever max_token_length allows (what they are
+    prompted with at generation time, and one text-encoder pass a step); one long caption makes the run use more."""
+    from safetensors.torch import load_file
+
+    from colabkit.train.loop import train
+    from conftest import tiny_config
+
+    def lora(limit):
+        result = train(tiny_config(max_token_length=limit, start_over=True, epochs=1), device="cpu")
+        return load_file(result.final_lora)
+
+    short_75, short_225 = lora(75), lora(225)
+    assert short_75.keys() == short_225.keys()
+    assert all(torch.equal(short_75[k], short_225[k]) for k in short_75)
+    (tiny_project.dataset / "d0.txt").write_text("houtline, " + tags(60))  # past 75 tokens: more chunks
+    long_75, long_225 = lora(75), lora(225)
+    assert any(not torch.equal(long_75[k], long_225[k]) for k in long_75)

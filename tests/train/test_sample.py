@@ -8,6 +8,7 @@ from PIL import Image
 
 from colabkit.train.models import load_sdxl, resolve_base_model
 from colabkit.train.noise import training_scheduler
+from colabkit.train.cache import needed_token_length
 from colabkit.train.sample import (
     NEGATIVE,
     generate_grid,
@@ -15,7 +16,6 @@ from colabkit.train.sample import (
     preview_pipeline,
     preview_scheduler,
     preview_settings,
-    preview_token_length,
     render,
 )
 
@@ -112,9 +112,9 @@ def test_long_preview_prompts_are_chunked_like_captions(parts, calls):
     with_schedule(parts, "epsilon", False)
     tok = parts.tokenizer
     short, long = "houtline, outline", ", ".join(f"t{i:03d}" for i in range(30))  # 17 and 149 tokens
-    assert preview_token_length(tok, [short, NEGATIVE], 225) == 75  # NEGATIVE: 70 tokens
-    assert preview_token_length(tok, [long, NEGATIVE], 225) == 150
-    assert preview_token_length(tok, [long, NEGATIVE], 75) == 75
+    assert needed_token_length(tok, [short, NEGATIVE], 225) == 75  # NEGATIVE: 70 tokens
+    assert needed_token_length(tok, [long, NEGATIVE], 225) == 150
+    assert needed_token_length(tok, [long, NEGATIVE], 75) == 75
     pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
     pixels = render(pipe, [short, long], 64, 2, 0, "cpu", zero_terminal_snr=False, max_token_length=225)
     assert all(torch.isfinite(p).all() for p in pixels)
