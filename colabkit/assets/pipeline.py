@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from colabkit.errors import ColabkitError
+from colabkit.train.models.load import quiet_diffusers
 
 _CACHE: dict[str, Any] = {}
 
@@ -108,7 +109,7 @@ def use_loras(loaded: Loaded, weights: dict[Path, float]) -> None:
             from colabkit.train.lora.export import load_kohya_into_pipeline
 
             try:
-                with _quiet():  # diffusers warns for each text encoder a UNet-only LoRA leaves alone
+                with quiet_diffusers():  # diffusers warns for each text encoder a UNet-only LoRA leaves alone
                     load_kohya_into_pipeline(pipe, path, adapter_name=name)
             except (ValueError, KeyError, RuntimeError, OSError) as e:
                 raise ColabkitError(f"Could not load the LoRA {path.name} into {loaded.model_name} "
@@ -119,18 +120,6 @@ def use_loras(loaded: Loaded, weights: dict[Path, float]) -> None:
         pipe.set_adapters(list(wanted), [w for _, w in wanted.values()])
     elif loaded.loras:
         pipe.disable_lora()
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    from diffusers.utils import logging as dlog
-
-    old = dlog.get_verbosity()
-    dlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(old)
 
 
 def _adapter_name(path: Path) -> str:

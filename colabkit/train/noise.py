@@ -115,16 +115,13 @@ def training_scheduler(config: Mapping, prediction_type: str, ztsnr: bool):
     ``prediction_type`` set, rescaled to zero terminal SNR when ``ztsnr``. Built afresh, so a config that
     already carried ``rescale_betas_zero_snr`` is turned off again when ``ztsnr`` is False."""
     from diffusers import DDPMScheduler
-    from diffusers.utils import logging as dlog
+
+    from colabkit.train.models.load import quiet_diffusers
 
     cfg = {k: v for k, v in dict(config).items() if not k.startswith("_")}
     cfg.update(prediction_type=prediction_type, rescale_betas_zero_snr=bool(ztsnr))
-    old = dlog.get_verbosity()
-    dlog.set_verbosity_error()  # SDXL's config carries Euler-only keys DDPM ignores; not the user's concern
-    try:
+    with quiet_diffusers():  # SDXL's config carries Euler-only keys DDPM ignores
         return DDPMScheduler.from_config(cfg)
-    finally:
-        dlog.set_verbosity(old)
 
 
 def noisy_and_target(scheduler, latents, noise, timesteps, prediction_type: str):

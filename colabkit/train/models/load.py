@@ -167,7 +167,9 @@ def _scheduler(config: Mapping, prediction_type: str, zero_terminal_snr: bool):
 
 
 @contextlib.contextmanager
-def _quiet_diffusers() -> Iterator[None]:
+def quiet_diffusers() -> Iterator[None]:
+    """diffusers' own notices off for a moment (config keys a class ignores, adapters a file does not touch):
+    not the user's concern."""
     from diffusers.utils import logging as dlog
 
     old = dlog.get_verbosity()
