@@ -464,9 +464,15 @@ def _check_hub_files(plan: RunPlan) -> None:
             standard = False
         if standard and not tokenizers.is_file():
             needs.append(f"SDXL's tokenizer vocabulary ({SDXL_REPO}, 1.5 MB)")
+    hint = ""
+    if resolved is not None and resolved.source == "download":  # a preset or link not downloaded yet
+        from colabkit.offline import builtin_hint
+
+        needs.append(f"the base model {resolved.name}")
+        hint = " " + builtin_hint("base_model")
     if needs:
         plan.note("downloads", "error", "This runtime is offline (HF_HUB_OFFLINE / COLABKIT_OFFLINE) but the run "
-                  f"needs {' and '.join(needs)} from Hugging Face once. Connect once, or change the setting.")
+                  f"needs {' and '.join(needs)}, downloaded once. Connect once, or change the setting.{hint}")
 
 
 def _check_drive_space(plan: RunPlan) -> None:

@@ -273,6 +273,9 @@ def test_offline_without_the_files_a_run_fetches_once(tiny_project, make_config,
     assert check.level == "error" and "offline" in check.message
     assert "SDXL's tokenizer vocabulary" in check.message and "fp16-fix VAE" in check.message
     assert not rows(run_preflight(make_config()), "downloads")  # tiny-sdxl brings its own tokenizers
+    preset = row(run_preflight(make_config(base_model="SDXL base 1.0", resolution=1024)), "downloads")
+    assert preset.level == "error" and "the base model SDXL base 1.0" in preset.message
+    assert "'tiny-sdxl'" in preset.message  # the way to try the flow offline, named where it fails
 
 def test_settings_too_big_for_the_gpu(tiny_project, make_config, drive, sdxl_sized_file, t4):
     before = snapshot(drive)
