@@ -96,13 +96,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     # -- 2. the models --------------------------------------------------------------------------------
     accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
     dev = accelerator.device
-    if plan.device.device == "cpu":
-        import os
-
-        from colabkit.train.timing import cpu_training_threads
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads()))
+    if plan.device.cpu_threads:
+        torch.set_num_threads(plan.device.cpu_threads)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     rep.stage(f"Loading {resolved.name} on {dev}" + ("" if accelerator.mixed_precision == "no"
                                                     else f" ({accelerator.mixed_precision} mixed precision)") + ".")
@@ -286,7 +281,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                 path = _export(project, run, trained, lora_name(project, e), items, activation, resolved, prediction,
                                plan.zero_terminal_snr, e, step)
                 _prune_epochs(project, run.keep_only_last_n_epochs)
-            if run.sample_every_n_epochs and (e % run.sample_every_n_epochs == 0 or step == total):
+            if _previews_after(run, step, per_epoch, total):
                 t_preview = time.time()
                 grid = _samples(plan, parts, unet, e, dev)
                 budget.record_preview(time.time() - t_preview)
@@ -385,15 +380,21 @@ def _lora_files(project: Project) -> list[Path]:
     return sorted(project.output.glob(f"{project.slug}*.safetensors"))
 
 
+def _previews_after(run, step: int, per_epoch: int, total: int) -> bool:
+    """Whether the epoch-end previews run after ``step``: every sample_every_n_epochs epochs, and after the last
+    step. One answer for the loop (render them) and the budget (leave time for them)."""
+    if not run.sample_every_n_epochs or (step % per_epoch and step != total):
+        return False
+    return ((step - 1) // per_epoch + 1) % run.sample_every_n_epochs == 0 or step == total
+
+
 def _next_preview_s(run, budget: Budget, step: int, per_epoch: int, total: int) -> float:
     """Expected seconds of the epoch-end preview that follows step ``step + 1`` (0 if none follows it): the
     slowest one seen, or before the first one an estimate from the step time (colabkit.train.timing)."""
     from colabkit.train import timing
 
     nxt = step + 1
-    if not run.sample_every_n_epochs or nxt > total or (nxt % per_epoch and nxt != total):
-        return 0.0
-    if ((nxt - 1) // per_epoch + 1) % run.sample_every_n_epochs and nxt != total:
+    if nxt > total or not _previews_after(run, nxt, per_epoch, total):
         return 0.0
     if budget.preview_s is not None:
         return budget.preview_s

@@ -100,6 +100,7 @@ class DevicePlan:
     memory_gb: float  # what the run may use: the GPU's memory, or the host's RAM on the CPU
     memory_of: Literal["GPU memory", "RAM"]
     cpu_seconds_per_step: float | None = None  # the CPU estimate (None on a GPU)
+    cpu_threads: int | None = None  # torch threads for training on the CPU (None on a GPU); the estimate assumes it
 
 
 @dataclass
@@ -334,22 +335,15 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         return
     ram = doctor._meminfo()[1] or 12.7
     precision = run.mixed_precision if run.mixed_precision != "auto" else "no"
+    threads = _cpu_threads()
     if plan.facts is None or plan.steps is None:  # nothing to estimate with: said as it is
-        plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM")
+        plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", cpu_threads=threads)
         if asked != "cpu":
             plan.note("GPU", "warn" if plan.errors else "error", doctor.no_gpu_message())
         return
-    import torch
-
-    import os
-
-    from colabkit.train.timing import cpu_training_threads
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads())  # as the loop
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
-    plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step)
+    plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step, threads)
     estimate = (f"about {per_step:.1f} s a step on this CPU, {hours(total)} for {plan.steps.total_steps} steps "
                 f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px)")
     name = plan.resolved.name if plan.resolved else run.base_model
@@ -363,6 +357,19 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         # Advice for the GPU this person is about to switch to: the memory plan is made for a T4.
         plan.device = DevicePlan("cpu", None, "fp16" if run.mixed_precision == "auto" else precision, asked,
                                  T4_GB, "GPU memory", per_step)
+
+
+def _cpu_threads() -> int:
+    """torch threads for training on this CPU (timing.cpu_training_threads), decided here once: the loop sets
+    them and the CPU estimate assumes them."""
+    import os
+
+    import torch
+
+    from colabkit.train.timing import cpu_training_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads())
 
 
 def _decide_memory(plan: RunPlan) -> None:
