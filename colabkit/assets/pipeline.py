@@ -154,17 +154,16 @@ def render(loaded: Loaded, prompt: str, negative_prompt: str, *, width: int, hei
     """One picture (PIL, RGB). The seed drives a CPU generator: the same seed gives the same picture on any GPU."""
     import torch
 
-    from colabkit.train.sample import prompt_kwargs
+    from colabkit.train.sample import guidance_rescale, prompt_kwargs
 
     pipe = loaded.pipe
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     with torch.no_grad():
-        # zero-terminal-SNR models over-saturate without guidance rescale (Lin et al. 2023 use 0.7)
         # Long prompts in 75-token chunks, as training encoded the captions (the pipeline's text path cuts at 77)
         text = prompt_kwargs(pipe, [prompt], negative_prompt, loaded.device)
         latents = pipe(**text, height=height, width=width,
                        num_inference_steps=steps, guidance_scale=guidance_scale, output_type="latent",
-                       guidance_rescale=0.7 if loaded.zero_terminal_snr else 0.0,
+                       guidance_rescale=guidance_rescale(loaded.zero_terminal_snr),
                        generator=torch.Generator().manual_seed(int(seed))).images
         return decode(pipe, latents)
 
