@@ -447,11 +447,12 @@ def _check_packages(plan: RunPlan) -> None:
 
 def _check_hub_files(plan: RunPlan) -> None:
     """Small files a run fetches once from Hugging Face: said now when they cannot be fetched (offline)."""
+    from colabkit.offline import offline
     from colabkit.train.models import download as dl
     from colabkit.train.models.load import FP16_FIX_VAE_REPO, SDXL_CONFIGS, SDXL_REPO, pick_config_dir
 
     run, resolved = plan.run, plan.resolved
-    if not dl.offline():
+    if not offline():
         return
     needs = []
     if run.vae_fp16_fix:

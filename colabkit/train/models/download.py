@@ -39,13 +39,6 @@ def cache_dir() -> Path:
     return cache_home()
 
 
-def offline() -> bool:
-    """True when the environment asks for no network (HF_HUB_OFFLINE or COLABKIT_OFFLINE set to a true value)."""
-    from colabkit.offline import offline as _offline
-
-    return _offline()
-
-
 def redact(url: str) -> str:
     """The URL with secret-looking query values replaced by ***, for messages and logs."""
     parts = urllib.parse.urlsplit(url)

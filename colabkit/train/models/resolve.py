@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from colabkit.errors import ColabkitError
+from colabkit.offline import offline
 from colabkit.train.models import download as dl
 from colabkit.train.models.checkpoint import (PICKLE_SUFFIXES, SUGGESTION, CheckpointInfo, _FAMILY_WORDS,
                                               inspect_checkpoint, param_counts, read_safetensors_shapes)
@@ -191,7 +192,7 @@ def _copy_verified(src: Path, dest: Path, progress) -> Path:
 
 
 def _check_remote(url: str, check_url: bool) -> tuple[str, ...]:
-    if not check_url or dl.offline():
+    if not check_url or offline():
         return ("not checked online (offline or check_url=False)",)
     try:
         remote = dl.probe(url)
