@@ -159,7 +159,7 @@ def colabkit_cmd(py: str, model: Path, extra: list[str]) -> list[str]:
 
 def child_env(hooks: Path, log: Path, drive: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["BENCH_STEP_LOG"] = str(log)
     env["COLABKIT_DRIVE_ROOT"] = str(drive)

@@ -224,6 +224,65 @@ def _meminfo() -> tuple[float | None, float | None]:
         return None, None
 
 
+# /proc/stat's "cpu" line: user nice system idle iowait irq softirq steal ... (in clock ticks). Steal is time the
+# hypervisor gave to other machines: capacity this one cannot use, so it counts as busy.
+_BUSY, _IDLE = (0, 1, 2, 5, 6, 7), (3, 4)
+
+
+def busy_cores(before: list[int], after: list[int], cores: int, own_cpu_s: float, wall_s: float) -> float:
+    """Cores' worth of CPU the rest of the machine used between two /proc/stat "cpu" samples, this process's
+    own CPU time (``own_cpu_s`` over ``wall_s``) left out."""
+    delta = [b - a for a, b in zip(before, after)]
+    busy = sum(delta[i] for i in _BUSY if i < len(delta))
+    total = busy + sum(delta[i] for i in _IDLE if i < len(delta))
+    if total <= 0 or wall_s <= 0:
+        return 0.0
+    return max(0.0, busy / total * cores - own_cpu_s / wall_s)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity; all of them where that is unknown)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_sample() -> tuple[list[int], float, float] | None:
+    """The machine's CPU counters (/proc/stat's "cpu" line), this process's CPU seconds and the time; None where
+    there is no /proc/stat (not Linux). Two samples give ``busy_cores``."""
+    import os
+    import time
+
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        t = os.times()
+        return [int(x) for x in fields[1:]], t.user + t.system, time.monotonic()
+    except (OSError, ValueError):
+        return None
+
+
+def busy_cores_between(a: tuple[list[int], float, float], b: tuple[list[int], float, float]) -> float:
+    import os
+
+    # /proc/stat counts every CPU of the machine, whatever this process's affinity
+    return busy_cores(a[0], b[0], os.cpu_count() or 1, b[1] - a[1], b[2] - a[2])
+
+
+def other_cpu_load(seconds: float = 0.25, since: tuple[list[int], float, float] | None = None) -> float | None:
+    """What the rest of the machine keeps busy now, in cores, measured over at least ``seconds``: from
+    ``since`` (an earlier ``cpu_sample``, so the time this process spent working since then serves, and only
+    what is missing is slept), else from now. None where there is no /proc/stat."""
+    import time
+
+    before = since or cpu_sample()
+    if before is None:
+        return None
+    time.sleep(max(0.0, seconds - (time.monotonic() - before[2])))
+    after = cpu_sample()
+    return None if after is None else busy_cores_between(before, after)
+
+
 def check(need_gpu: bool = False) -> Report:
     from colabkit.project import COLAB_DRIVE_ROOT, drive_root, in_colab
 

@@ -20,6 +20,7 @@ from colabkit.train.budget import Budget, hms
 from colabkit.train.cache import (LatentCache, TextCache, cache_root, encode_prompts, model_key,
                                   needed_token_length, time_ids)
 from colabkit.train.config import TrainConfig
+from colabkit.train.cpu_threads import LoadWatch
 from colabkit.train.noise import loss_weights, noisy_and_target, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
 from colabkit.train.plan import RunPlan, fetch_model, make_plan
@@ -140,7 +141,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     else:
         for te in text_encoders:
             te.to(dev)
-    _free_memory()
+    if dev.type == "cuda":  # the VAE and text encoders just left the GPU; on the CPU a full gc costs ~0.3 s
+        _free_memory()
 
     # -- 4. LoRA on the UNet (and text encoders), optimizer, schedule ----------------------------------
     unet = parts.unet
@@ -189,7 +191,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                         losses=losses, trainable=_trainable(trained), optimizer=optimizer.state_dict(),
                         lr_scheduler=lr_scheduler.state_dict(),
                         scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                        rng=capture_rng(), finished=finished,
+                        rng=capture_rng(), finished=finished, cpu_threads=threads,
                         seconds_trained=seconds_before + time.time() - t_start)
         folder = store.save(st)
         budget.record_save(time.time() - t)
@@ -210,6 +212,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     loss_plot = None
     step = start_step
     stopped = False
+    threads = plan.device.cpu_threads
+    watch = LoadWatch(threads) if threads and plan.device.adapt_cpu_threads else None
     rep.start(start_step, total)
     while step < total:
         epoch, pos = divmod(step, per_epoch)
@@ -272,6 +276,11 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         losses.append(step_loss)
         budget.record_step(time.time() - t0)
         rep.step(step, step_loss, lr_scheduler.get_last_lr()[0], budget.left_s())
+        if watch is not None and (fewer := watch.after_step()):  # the machine got busy: give a core back
+            threads = fewer
+            torch.set_num_threads(threads)
+            rep.warn(f"Other processes keep this machine's CPU busy: training goes on with {threads} thread"
+                     f"{'s' if threads > 1 else ''} (faster than fighting them for the cores).")
 
         epoch_done = step % per_epoch == 0 or step == total
         if epoch_done and accelerator.is_main_process:

@@ -28,7 +28,10 @@ def make_optimizer(cfg: TrainConfig, param_groups: list[dict]):
         return Adafactor(param_groups, scale_parameter=False, relative_step=False, warmup_init=False, **kwargs)
     import torch
 
-    return torch.optim.AdamW(param_groups, **kwargs)
+    # foreach: one kernel per operation over all LoRA tensors instead of a Python loop over hundreds of small
+    # ones. torch picks it by itself only on CUDA; on the CPU it is ~30% faster per optimizer step and gives
+    # the same bits (benchmarks/RESULTS.md).
+    return torch.optim.AdamW(param_groups, foreach=True, **kwargs)
 
 
 def make_lr_scheduler(cfg: TrainConfig, optimizer, total_steps: int):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from colabkit.errors import ColabkitError
@@ -101,6 +101,7 @@ class DevicePlan:
     memory_of: Literal["GPU memory", "RAM"]
     cpu_seconds_per_step: float | None = None  # the CPU estimate (None on a GPU)
     cpu_threads: int | None = None  # torch threads for training on the CPU (None on a GPU); the estimate assumes it
+    adapt_cpu_threads: bool = False  # the loop gives threads up when the machine gets busy (cpu_threads.py)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class RunPlan:
     resume: Resume = "start"
     can_plot: bool = True
     notes: list[Note] = field(default_factory=list)
+    load_since: tuple | None = None  # doctor.cpu_sample() when planning began (the CPU load's window)
 
     @property
     def items(self) -> "list[Item]":
@@ -155,7 +157,10 @@ def make_plan(cfg: TrainConfig, device: str | None = None) -> RunPlan:
     ``device``: "cpu" to train on the CPU even with a GPU present (or a small model without one); None: the
     GPU when there is one. Never raises for a problem of the setup: it becomes an error row in ``notes``.
     """
+    from colabkit import doctor
+
     plan = RunPlan(config=cfg, run=cfg.effective())
+    plan.load_since = doctor.cpu_sample()  # the machine's load is measured over the planning itself
     try:
         _plan(plan, device)
     finally:
@@ -335,17 +340,19 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
         return
     ram = doctor._meminfo()[1] or 12.7
     precision = run.mixed_precision if run.mixed_precision != "auto" else "no"
-    threads = _cpu_threads()
+    threads, adapt = _cpu_threads(plan.load_since)
     if plan.facts is None or plan.steps is None:  # nothing to estimate with: said as it is
-        plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", cpu_threads=threads)
+        plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", cpu_threads=threads,
+                                 adapt_cpu_threads=adapt)
         if asked != "cpu":
             plan.note("GPU", "warn" if plan.errors else "error", doctor.no_gpu_message())
         return
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
-    plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step, threads)
+    plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step, threads, adapt)
     estimate = (f"about {per_step:.1f} s a step on this CPU, {hours(total)} for {plan.steps.total_steps} steps "
-                f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px)")
+                f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px; "
+                f"{threads} torch thread{'s' if threads > 1 else ''})")
     name = plan.resolved.name if plan.resolved else run.base_model
     if asked == "cpu":
         plan.note("GPU", "warn", f"On the CPU, as asked: {estimate}.")
@@ -359,17 +366,21 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
                                  T4_GB, "GPU memory", per_step)
 
 
-def _cpu_threads() -> int:
-    """torch threads for training on this CPU (timing.cpu_training_threads), decided here once: the loop sets
-    them and the CPU estimate assumes them."""
+def _cpu_threads(since: tuple | None = None) -> tuple[int, bool]:
+    """torch threads for training on this CPU (timing.cpu_training_threads, from the load measured now) and
+    whether the loop may lower them when the machine gets busy (not when the user set OMP_NUM_THREADS); decided
+    here once: the loop sets them, the CPU estimate assumes them, and a resumed run takes the saved ones."""
     import os
 
     import torch
 
+    from colabkit import doctor
     from colabkit.train.timing import cpu_training_threads
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cpu_training_threads(cores, "OMP_NUM_THREADS" in os.environ, torch.get_num_threads())
+    user_set = "OMP_NUM_THREADS" in os.environ
+    load = None if user_set else doctor.other_cpu_load(since=since)
+    threads = cpu_training_threads(doctor.usable_cores(), load, user_set, torch.get_num_threads())
+    return threads, not user_set
 
 
 def _decide_memory(plan: RunPlan) -> None:
@@ -537,6 +548,10 @@ def _decide_resume(plan: RunPlan) -> None:
     else:
         plan.resume = "continue"
         plan.note("resume", "ok", f"Will continue from step {state.step}/{plan.total_steps}.")
+        dev = plan.device
+        if dev is not None and dev.cpu_threads and state.cpu_threads and state.cpu_threads != dev.cpu_threads:
+            # Same threads as the saved run: the thread count changes float summation order (bit-exact resume).
+            plan.device = replace(dev, cpu_threads=state.cpu_threads)
 
 
 def fetch_model(plan: RunPlan, progress=True) -> "ResolvedModel":

@@ -38,6 +38,7 @@ class TrainState:
     finished: bool = False
     seconds_trained: float = 0.0
     saved_at: float = 0.0
+    cpu_threads: int | None = None  # torch threads of a CPU run: a resume uses the same (same float sums)
     folder: Path | None = None
 
     @property
@@ -118,7 +119,7 @@ class StateStore:
         meta = {
             "step": state.step, "config": state.config, "fingerprints": state.fingerprints,
             "total_steps": state.total_steps, "losses": state.losses, "finished": state.finished,
-            "seconds_trained": state.seconds_trained, "saved_at": time.time(),
+            "seconds_trained": state.seconds_trained, "saved_at": time.time(), "cpu_threads": state.cpu_threads,
         }
         _write(tmp / "trainable.safetensors",
                lambda p: save_file({k: v.detach().float().cpu().contiguous() for k, v in state.trainable.items()}, str(p)))
@@ -163,7 +164,7 @@ class StateStore:
         return TrainState(
             step=meta["step"], config=meta["config"], fingerprints=meta["fingerprints"],
             total_steps=meta["total_steps"], losses=meta["losses"], finished=meta["finished"],
-            seconds_trained=meta["seconds_trained"], saved_at=meta["saved_at"],
+            seconds_trained=meta["seconds_trained"], saved_at=meta["saved_at"], cpu_threads=meta.get("cpu_threads"),
             trainable=load_file(folder / "trainable.safetensors"),
             optimizer=torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"),
             lr_scheduler=extra["lr_scheduler"], scaler=extra["scaler"], rng=extra["rng"], folder=folder,

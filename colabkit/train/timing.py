@@ -183,12 +183,18 @@ def plan_estimate(plan) -> "RunEstimate | None":
                         margin_s=run.budget_margin_minutes * 60)
 
 
-def cpu_training_threads(cores: int, user_set: bool, current: int) -> int:
-    """torch threads for training on the CPU: every core but one, at least one (kept as is when the user set
-    OMP_NUM_THREADS). The spare core is for everything else on the machine (Colab's Drive sync and notebook
-    server, other jobs): with every core in the step, one busy process stalls each parallel region's barrier
-    (measured: 2.1x slower steps with one extra busy process on 2 cores, benchmarks/RESULTS.md). Fixed for a
-    machine, never tuned by timing: the thread count changes float summation order, and resumes are bit-exact."""
+def cpu_training_threads(cores: int, other_load: float | None, user_set: bool, current: int) -> int:
+    """torch threads for training on the CPU: the cores the rest of the machine leaves free when the run starts
+    (``other_load``: cores' worth it keeps busy; a core counts as taken from half a core of use), at least one;
+    every core but one when the load is unknown; as is when the user set OMP_NUM_THREADS.
+
+    Measured on 2 cores (benchmarks/RESULTS.md): quiet, 2 threads make a step ~1.3x faster than 1; with one
+    other busy process, 2 threads stall at each parallel region's barrier (2.1x slower steps), 1 thread does
+    not. Decided once per run and kept across resumes (the saved state records it): the thread count changes
+    float summation order, and a resumed run continues bit for bit."""
     if user_set:
         return current
-    return max(1, cores - 1)
+    if other_load is None:
+        return max(1, cores - 1)
+    taken = math.floor(other_load + 0.5)
+    return max(1, cores - taken)

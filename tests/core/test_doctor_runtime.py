@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 
+import pytest
+
 from colabkit import doctor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +90,33 @@ def test_the_report_names_the_tested_runtime_and_the_advice(monkeypatch, drive):
     assert 'Notebooks last tested on Colab runtime 2026.08 "Python 3.13 upgrade" (Python 3.13, torch 2.11)' in text
     assert "PROBLEM: diffusers is 0.50.0" in text and "Disconnect and delete runtime" in text
     assert not report.ok
+
+
+def test_busy_cores_counts_the_rest_of_the_machine_and_leaves_this_process_out():
+    # user nice system idle iowait irq softirq steal, in ticks, on 2 cores over 1 s (200 ticks in all)
+    before = [1000, 0, 500, 9000, 10, 0, 0, 0]
+    quiet = [1002, 0, 501, 9197, 10, 0, 0, 0]  # 3 ticks busy of 200
+    assert doctor.busy_cores(before, quiet, 2, own_cpu_s=0.0, wall_s=1.0) == pytest.approx(0.03)
+    hog = [1100, 0, 502, 9098, 10, 0, 0, 0]  # one core busy
+    assert doctor.busy_cores(before, hog, 2, own_cpu_s=0.0, wall_s=1.0) == pytest.approx(1.02)
+    # the same busy core was this process: nothing left for the others
+    assert doctor.busy_cores(before, hog, 2, own_cpu_s=1.0, wall_s=1.0) == pytest.approx(0.02)
+    stolen = [1000, 0, 500, 9100, 10, 0, 0, 100]  # the hypervisor gave one core's time to other machines
+    assert doctor.busy_cores(before, stolen, 2, own_cpu_s=0.0, wall_s=1.0) == pytest.approx(1.0)
+    assert doctor.busy_cores(before, before, 2, own_cpu_s=0.0, wall_s=1.0) == 0.0  # no ticks: no verdict
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat (Linux)")
+def test_other_cpu_load_sees_a_busy_process():
+    import subprocess
+    import sys
+    import time
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning
+        load = doctor.other_cpu_load(0.5)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert load is not None and load >= 0.6  # the rest of the machine can only add to it

@@ -129,6 +129,28 @@ def test_v_prediction_trains_saves_and_resumes_bit_exactly(tiny_project, make_co
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
+def test_cpu_threads_follow_the_load_at_the_start_and_a_resume_keeps_them(tiny_project, make_config,
+                                                                          monkeypatch):
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the suite pins 1; here the plan decides
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cfg = make_config(epochs=1)
+    monkeypatch.setattr(doctor, "other_cpu_load", lambda *a, **k: 0.0)
+    quiet = make_plan(cfg, device="cpu")
+    assert quiet.device.cpu_threads == cores
+    assert f"{cores} torch thread" in next(n.message for n in quiet.notes if n.name == "GPU")
+    try:
+        first = train(quiet, budget=StopAfter(1))
+        assert first.status == "stopped" and torch.get_num_threads() == cores  # the loop set what the plan said
+        monkeypatch.setattr(doctor, "other_cpu_load", lambda *a, **k: 99.0)  # busy now
+        assert make_plan(cfg.replace(start_over=True), device="cpu").device.cpu_threads == 1  # a new run: 1
+        resumed = make_plan(cfg, device="cpu")
+        assert resumed.resume == "continue" and resumed.device.cpu_threads == cores  # the saved run's threads
+    finally:
+        torch.set_num_threads(1)
+
+
 @pytest.mark.slow
 def test_single_file_with_the_v_pred_marker_is_v_pred_and_trains(tiny_project, make_config, tiny_sdxl, tmp_path):
     plain = write_single_file(tiny_sdxl, tmp_path / "plain.safetensors")

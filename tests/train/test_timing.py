@@ -142,8 +142,13 @@ def test_the_loop_expects_a_preview_only_before_an_epoch_end_that_makes_one(make
     assert _next_preview_s(make_config(sample_every_n_epochs=0), b, 9, 5, 20) == 0.0
 
 
-def test_cpu_training_leaves_a_core_for_the_rest_of_the_machine():
-    assert timing.cpu_training_threads(2, user_set=False, current=2) == 1
-    assert timing.cpu_training_threads(8, user_set=False, current=8) == 7
-    assert timing.cpu_training_threads(1, user_set=False, current=1) == 1
-    assert timing.cpu_training_threads(8, user_set=True, current=3) == 3  # OMP_NUM_THREADS wins
+def test_cpu_training_takes_the_cores_the_rest_of_the_machine_leaves_free():
+    cpu_training_threads = timing.cpu_training_threads
+    assert cpu_training_threads(2, 0.0, user_set=False, current=2) == 2  # quiet: every core
+    assert cpu_training_threads(2, 0.4, user_set=False, current=2) == 2  # a notebook server's trickle
+    assert cpu_training_threads(2, 1.0, user_set=False, current=2) == 1  # one busy process: leave it its core
+    assert cpu_training_threads(2, 3.5, user_set=False, current=2) == 1  # never below one
+    assert cpu_training_threads(8, 2.6, user_set=False, current=8) == 5
+    assert cpu_training_threads(8, None, user_set=False, current=8) == 7  # load unknown: one spare core
+    assert cpu_training_threads(1, None, user_set=False, current=1) == 1
+    assert cpu_training_threads(8, 0.0, user_set=True, current=3) == 3  # OMP_NUM_THREADS wins
