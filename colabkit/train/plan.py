@@ -42,12 +42,16 @@ Resume = Literal["start", "continue", "finished", "refused"]
 # works on (H/8/2^l) x (W/8/2^l) positions; the UNet's parameters are counted in the model's header and spread
 # over its levels by the architecture (width^2 x blocks per level, from its config). Attention adds 4 N^2 C
 # per self-attention layer (QK^T and AV) on N positions of width C.
-# Calibrated on the built-in tiny-sdxl (benchmarks/bench_cpu_estimate.py, 2026-11-30, shared 2-core machine,
-# one torch thread, float32, batch 2): measured 0.52 / 0.94 / 1.37 / 3.19 s a step at 64 / 128 / 256 / 512 px,
-# i.e. ~0.5 s of per-step overhead plus ~7.5 GFLOP/s. Tiny convolutions run far below a CPU's peak, so for a
-# large model this estimate is high rather than low: a refusal is never wrong by being too optimistic.
-CPU_GFLOPS = 7.5  # effective float32 GFLOP/s of a training step, per torch thread
-CPU_STEP_OVERHEAD_S = 0.5  # per-step cost that does not scale with the model (Python, autograd, optimizer)
+# Calibrated on the built-in tiny-sdxl (benchmarks/bench_cpu_estimate.py, 2026-11-30 05:45 UTC, quiet 2-core
+# machine, float32, batch 2): one torch thread measured 0.120 / 0.185 / 0.230 / 0.594 s a step at 64 / 128 / 256 /
+# 512 px, i.e. ~0.12 s of per-step overhead plus ~43 GFLOP/s; two threads 0.113 / 0.156 / 0.215 / 0.525 s (1.15x
+# on tiny convolutions; the 31M-parameter bench_vs_diffusers model gains 1.3-1.5x). The constants round towards
+# slower: a busy machine is slower still, and a refusal should never be wrong by being too optimistic. (The
+# first calibration, 7.5 GFLOP/s and 0.5 s, was measured at load average 4-11 and came out 3.6-5.5x slow on a
+# quiet machine.)
+CPU_GFLOPS = 40.0  # effective float32 GFLOP/s of a training step on one torch thread
+CPU_THREAD_GAIN = 0.3  # each torch thread beyond the first adds this much of one thread's speed
+CPU_STEP_OVERHEAD_S = 0.15  # per-step cost that does not scale with the model (Python, autograd, optimizer)
 # Without a GPU and without being asked for the CPU, a run is refused (with the estimate) when it would take
 # longer than this in all, or longer than this per step (no one watches a run that shows a step a minute).
 CPU_PRACTICAL_HOURS = 12.0
@@ -69,7 +73,7 @@ def unet_step_flops(level_params: list[int], shape, width: int, height: int, bat
 
 
 def cpu_seconds_per_step(flops: float, threads: int = 1) -> float:
-    return CPU_STEP_OVERHEAD_S + flops / (CPU_GFLOPS * 1e9 * max(1, threads))
+    return CPU_STEP_OVERHEAD_S + flops / (CPU_GFLOPS * 1e9 * (1 + CPU_THREAD_GAIN * (max(1, threads) - 1)))
 
 
 def hours(seconds: float) -> str:
