@@ -11,6 +11,7 @@ diffusers installed from that checkout, ``pip install -e <checkout>``, in a sepa
 
     python benchmarks/bench_vs_diffusers.py --example /path/to/diffusers/examples/text_to_image/train_text_to_image_lora_sdxl.py
     python benchmarks/bench_vs_diffusers.py --example ... --rounds 3 --busy    # with one core kept busy
+    python benchmarks/bench_vs_diffusers.py --example ... --colabkit-targets example   # same LoRA layers
 
 The example needs ``datasets`` and ``torchvision``; run this with a Python that has both and colabkit.
 
@@ -150,8 +151,25 @@ def example_cmd(py: str, example: Path, model: Path, data: Path, out: Path) -> l
             "--mixed_precision", "no", "--output_dir", str(out), "--seed", "0", "--dataloader_num_workers", "0"]
 
 
-def colabkit_cmd(py: str, model: Path, extra: list[str]) -> list[str]:
-    return [py, "-m", "colabkit", "train", "--project-name", "bench", "--base-model", str(model),
+# ``--colabkit-targets example``: colabkit's own command, with its LoRA put on the example's layers
+# (to_q/to_k/to_v/to_out.0) instead of sd-scripts' set (which adds feed-forward and proj_in/out: 919 k instead
+# of 433 k parameters on this model). A benchmark-only patch, made in the child before the command runs: it
+# compares the engines on the same work; the product always trains sd-scripts' set.
+EXAMPLE_TARGETS = r"""
+import sys
+import colabkit.train.lora as lora
+_all = lora.unet_targets
+lora.unet_targets = lambda unet, lora_type="LoRA": [n for n in _all(unet, lora_type)
+                                                    if n.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v")
+                                                    or n.endswith("to_out.0")]
+from colabkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def colabkit_cmd(py: str, model: Path, extra: list[str], targets: str = "colabkit") -> list[str]:
+    launch = ["-c", EXAMPLE_TARGETS] if targets == "example" else ["-m", "colabkit"]
+    return [py, *launch, "train", "--project-name", "bench", "--base-model", str(model),
             "--resolution", str(RESOLUTION), "--train-batch-size", str(BATCH), "--network-dim", str(RANK),
             "--network-alpha", str(RANK), "--optimizer", "AdamW", "--unet-lr", str(LR), "--mixed-precision", "no",
             "--max-train-steps", str(STEPS), "--sample-every-n-epochs", "0", "--device", "cpu", *extra]
@@ -210,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--example-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment for the example only, e.g. OMP_WAIT_POLICY=PASSIVE (what colabkit sets for "
                    "itself) to compare the engines without OpenMP's busy-waiting")
+    p.add_argument("--colabkit-targets", choices=("colabkit", "example"), default="colabkit",
+                   help="colabkit's LoRA layers: its own (sd-scripts' set, as shipped) or, for an engine-to-engine "
+                   "comparison on the same work, the example's to_q/k/v/out only (a patch in the benchmark's child)")
     p.add_argument("--colabkit-args", default="", help="extra `colabkit train` options, e.g. "
                    "'--gradient-checkpointing false'")
     args = p.parse_args(argv)
@@ -238,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = example_cmd(args.python, args.example, model, data, run_dir / "out")
             else:
                 colabkit_project(images, drive)
-                cmd = colabkit_cmd(args.python, model, extra)
+                cmd = colabkit_cmd(args.python, model, extra, args.colabkit_targets)
             log = run_dir / "steps.json"
             env = child_env(hooks, log, drive)
             if name == "example":
