@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy-limit", type=float, default=600.0, help="the busy process stops by itself after this")
     p.add_argument("--only", choices=("both", "example", "colabkit"), default="both")
     p.add_argument("--example-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="environment for the example only, e.g. OMP_WAIT_POLICY=PASSIVE (what colabkit sets for "
-                   "itself) to compare the engines without OpenMP's busy-waiting")
+                   help="environment for the example only, e.g. GOMP_SPINCOUNT=20000 (what colabkit sets for "
+                   "itself) to compare the engines with the same OpenMP waiting")
     p.add_argument("--colabkit-targets", choices=("colabkit", "example"), default="colabkit",
                    help="colabkit's LoRA layers: its own (sd-scripts' set, as shipped) or, for an engine-to-engine "
                    "comparison on the same work, the example's to_q/k/v/out only (a patch in the benchmark's child)")
