@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import os
 import platform
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,17 +244,12 @@ def busy_cores(before: list[int], after: list[int], cores: int, own_cpu_s: float
 
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity; all of them where that is unknown)."""
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_sample() -> tuple[list[int], float, float] | None:
     """The machine's CPU counters (/proc/stat's "cpu" line), this process's CPU seconds and the time; None where
     there is no /proc/stat (not Linux). Two samples give ``busy_cores``."""
-    import os
-    import time
-
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
@@ -263,8 +260,6 @@ def cpu_sample() -> tuple[list[int], float, float] | None:
 
 
 def busy_cores_between(a: tuple[list[int], float, float], b: tuple[list[int], float, float]) -> float:
-    import os
-
     # /proc/stat counts every CPU of the machine, whatever this process's affinity
     return busy_cores(a[0], b[0], os.cpu_count() or 1, b[1] - a[1], b[2] - a[2])
 
@@ -273,8 +268,6 @@ def other_cpu_load(seconds: float = 0.25, since: tuple[list[int], float, float] 
     """What the rest of the machine keeps busy now, in cores, measured over at least ``seconds``: from
     ``since`` (an earlier ``cpu_sample``, so the time this process spent working since then serves, and only
     what is missing is slept), else from now. None where there is no /proc/stat."""
-    import time
-
     before = since or cpu_sample()
     if before is None:
         return None

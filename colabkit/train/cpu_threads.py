@@ -11,10 +11,9 @@ resumed run goes on with the same float summation order. Nothing changes when th
 from __future__ import annotations
 
 from colabkit import doctor
-from colabkit.train.timing import cpu_training_threads
+from colabkit.train.timing import BUSY_CORE, cpu_training_threads
 
 PATIENCE = 3  # steps in a row with the rest of the machine busy before a thread is given up
-BUSY_CORE = 0.5  # cores' worth of other processes' use that counts as a busy core (as in the plan)
 
 
 def lowered_threads(threads: int, cores: int, recent_loads: list[float], patience: int = PATIENCE) -> int:

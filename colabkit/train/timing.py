@@ -183,6 +183,9 @@ def plan_estimate(plan) -> "RunEstimate | None":
                         margin_s=run.budget_margin_minutes * 60)
 
 
+BUSY_CORE = 0.5  # cores' worth of other processes' use that counts as a core taken (the plan and the loop)
+
+
 def cpu_training_threads(cores: int, other_load: float | None, user_set: bool, current: int) -> int:
     """torch threads for training on the CPU: the cores the rest of the machine leaves free when the run starts
     (``other_load``: cores' worth it keeps busy; a core counts as taken from half a core of use), at least one;
@@ -196,5 +199,5 @@ def cpu_training_threads(cores: int, other_load: float | None, user_set: bool, c
         return current
     if other_load is None:
         return max(1, cores - 1)
-    taken = math.floor(other_load + 0.5)
+    taken = math.floor(other_load + 1 - BUSY_CORE)  # a core from BUSY_CORE of one on
     return max(1, cores - taken)
