@@ -16,6 +16,26 @@ from typing import Any, Literal
 from colabkit.errors import ColabkitError
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A config field with its one description, written beside it: ``num_repeats: int = setting(10, N_("..."))``.
+
+    The description (marked with ``N_`` for translation) feeds the notebook's ``@markdown`` help, the CLI's
+    ``--help`` and the settings reference; ``describe`` gives it back translated.
+    """
+    metadata = {**kwargs.pop("metadata", {}), "help": help}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def describe(cls, name: str) -> str:
+    """The description of field ``name`` of config class ``cls``, in the language in effect ("" when none)."""
+    from colabkit.i18n import _
+
+    text = next((f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name), "")
+    return _(text) if text else ""
+
+
 def choices_of(hint: Any) -> tuple[tuple[Any, ...], bool] | None:
     """(allowed values, open) for ``Literal[...]`` (closed) or ``Literal[...] | str`` (open); else None."""
     if typing.get_origin(hint) is Literal:
