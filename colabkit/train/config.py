@@ -174,10 +174,16 @@ def _rules(c: TrainConfig):
 
 # -- step maths (pure) ----------------------------------------------------------------------------
 
-def steps_per_epoch(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int = 1) -> int:
-    """Optimizer steps in one epoch: a batch never mixes buckets, so each bucket rounds up on its own."""
-    batches = sum(math.ceil(n * num_repeats / batch_size) for n in bucket_sizes if n)
+def steps_for(bucket_repeats: list[int], batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps in one epoch from the image-repeats of each bucket: a batch never mixes buckets, so each
+    bucket rounds up on its own."""
+    batches = sum(math.ceil(n / batch_size) for n in bucket_repeats if n)
     return math.ceil(batches / grad_accum)
+
+
+def steps_per_epoch(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps in one epoch when every image trains ``num_repeats`` times."""
+    return steps_for([n * num_repeats for n in bucket_sizes], batch_size, grad_accum)
 
 
 def total_steps(bucket_sizes: list[int], num_repeats: int, batch_size: int, epochs: int,
@@ -207,10 +213,25 @@ class StepPlan:
     suggestion: str | None = None
     in_range: bool = True
     notes: list[str] = field(default_factory=list)
+    # (folder, images, repeats each) when some images lie in <repeats>_<name>/ sub-folders ("": dataset/ itself)
+    folders: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def image_repeats(self) -> int:
+        """Images x repeats in one epoch, summed over the folders."""
+        return sum(n * r for _, n, r in self.folders) if self.folders else self.images * self.num_repeats
 
     def describe(self) -> str:
-        line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
-                f"{self.steps_per_epoch} steps per epoch")
+        if self.folders:
+            from colabkit.i18n import _
+
+            parts = [_("{folder}: {images} images x {repeats} repeats = {product}").format(
+                folder=name or "dataset/", images=n, repeats=r, product=n * r) for name, n, r in self.folders]
+            line = "; ".join(parts) + "\n" + _("{total} image-repeats / batch {batch} = {steps} steps per epoch").format(
+                total=self.image_repeats, batch=self.batch_size, steps=self.steps_per_epoch)
+        else:
+            line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
+                    f"{self.steps_per_epoch} steps per epoch")
         if self.total_steps == self.steps_per_epoch * self.epochs:
             line += f" x {self.epochs} epochs = {self.total_steps} steps"
         else:  # max_train_steps: the last epoch is cut short, say so rather than print wrong arithmetic
@@ -231,7 +252,20 @@ def suggest_repeats(bucket_sizes: list[int], batch_size: int, epochs: int, grad_
     return best[0] if best else None
 
 
-def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
+def suggest_epochs(per_epoch: int, target: tuple[int, int] = TARGET_STEPS) -> int | None:
+    """The epochs whose total lands in the target range, closest to its middle (None: impossible)."""
+    lo, hi = target
+    fits = [e for e in range(1, 1001) if lo <= e * per_epoch <= hi]
+    return min(fits, key=lambda e: abs(e * per_epoch - (lo + hi) / 2)) if fits else None
+
+
+def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int] | None = None,
+              folders: list | None = None) -> StepPlan:
+    """The step maths. ``bucket_repeats`` / ``folders`` (data.Scan.bucket_repeats(num_repeats) / .folders()):
+    given when some images lie in <repeats>_<name>/ sub-folders, each trained its own repeats; then the
+    300-500 suggestion is in epochs, the one setting that scales the whole."""
+    if bucket_repeats is not None and folders:
+        return _folder_step_plan(bucket_sizes, cfg, bucket_repeats, folders)
     per = steps_per_epoch(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
     epochs = epochs_for(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps,
                         cfg.epochs, cfg.max_train_steps)
@@ -252,6 +286,33 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
                           f"{cfg.epochs} epochs and batch {cfg.train_batch_size}: change epochs or batch size.")
     return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
                     epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok)
+
+
+def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int], folders) -> StepPlan:
+    from colabkit.i18n import _
+
+    per = steps_for(bucket_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
+    if cfg.max_train_steps:
+        total, epochs = cfg.max_train_steps, (math.ceil(cfg.max_train_steps / per) if per else 0)
+    else:
+        total, epochs = cfg.epochs * per, cfg.epochs
+    lo, hi = TARGET_STEPS
+    ok = lo <= total <= hi
+    suggestion = None
+    if not ok and not cfg.max_train_steps:
+        e = suggest_epochs(per)
+        if e is not None:
+            suggestion = _("{total} steps is outside the usual {lo}-{hi}: epochs = {epochs} gives {steps} steps "
+                           "(each folder keeps its repeats).").format(total=total, lo=lo, hi=hi, epochs=e,
+                                                                     steps=e * per)
+        else:
+            suggestion = _("{total} steps is outside the usual {lo}-{hi}; no number of epochs reaches it with "
+                           "these folders and batch {batch}: change the folders' repeats or the batch size.").format(
+                total=total, lo=lo, hi=hi, batch=cfg.train_batch_size)
+    rows = tuple((f.name, f.images, f.times(cfg.num_repeats)) for f in folders)
+    return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
+                    epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok,
+                    folders=rows)
 
 
 def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -26,6 +26,29 @@ class Item:
     sha256: str  # of the image file: the cache key, so an edited image re-caches alone
     size: tuple[int, int]  # (width, height) after EXIF orientation
     fit: Fit
+    folder: str = ""  # "": directly in dataset/; else its <repeats>_<name> sub-folder
+    repeats: int | None = None  # None: num_repeats; else the sub-folder's repeats
+
+    def times(self, num_repeats: int) -> int:
+        """How often this image trains in one epoch."""
+        return num_repeats if self.repeats is None else self.repeats
+
+    @property
+    def name(self) -> str:
+        """``x.png`` directly in dataset/, ``3_a/x.png`` in a sub-folder."""
+        return f"{self.folder}/{self.path.name}" if self.folder else self.path.name
+
+
+@dataclass(frozen=True)
+class FolderCount:
+    """One training folder in the step maths: its images and how often each trains per epoch."""
+
+    name: str  # "" for dataset/ itself
+    images: int
+    repeats: int | None  # None: num_repeats
+
+    def times(self, num_repeats: int) -> int:
+        return num_repeats if self.repeats is None else self.repeats
 
 
 @dataclass(frozen=True)
@@ -46,11 +69,31 @@ class Scan:
             counts[it.fit.bucket] = counts.get(it.fit.bucket, 0) + 1
         return [counts[b] for b in sorted(counts)]
 
+    @property
+    def has_folders(self) -> bool:
+        """Whether any image lies in a <repeats>_<name>/ sub-folder (its own repeats)."""
+        return any(it.repeats is not None for it in self.items)
+
+    def bucket_repeats(self, num_repeats: int) -> list[int]:
+        """Image-repeats per bucket in one epoch (sorted by bucket), each image counted its own repeats."""
+        counts: dict[tuple[int, int], int] = {}
+        for it in self.items:
+            counts[it.fit.bucket] = counts.get(it.fit.bucket, 0) + it.times(num_repeats)
+        return [counts[b] for b in sorted(counts)]
+
+    def folders(self) -> list[FolderCount]:
+        """The training folders in use, dataset/ itself first, then the sub-folders by name."""
+        counts: dict[str, list] = {}
+        for it in self.items:
+            counts.setdefault(it.folder, [0, it.repeats])[0] += 1
+        return [FolderCount(name, n, r) for name, (n, r) in sorted(counts.items())]
+
     def fingerprint(self) -> str:
-        """Identity of the training set (images and captions) for resume checks."""
+        """Identity of the training set (images, captions, and the folders' repeats) for resume checks. An image
+        directly in dataset/ is named as before sub-folders existed, so an older run's fingerprint still holds."""
         h = hashlib.sha256()
         for it in self.items:
-            h.update(f"{it.path.name}\0{it.sha256}\0{it.caption}\n".encode())
+            h.update(f"{it.name}\0{it.sha256}\0{it.caption}\n".encode())
         return h.hexdigest()
 
 
@@ -65,7 +108,8 @@ def scan(dataset: Path, resolution: int) -> Scan:
     for it in found.items:
         w, h = it.size
         items.append(Item(path=it.path, caption=", ".join(it.tags), sha256=it.sha256, size=(w, h),
-                          fit=fit_to_bucket(w, h, nearest_bucket(w, h, buckets))))
+                          fit=fit_to_bucket(w, h, nearest_bucket(w, h, buckets)), folder=it.folder,
+                          repeats=it.repeats))
     rejected = [(p.file, f"{p.reason}; {p.fix}") for p in found.rejected]
     return Scan(items=items, missing_captions=found.missing_captions, orphan_captions=found.orphan_captions,
                 rejected=rejected)
@@ -92,6 +136,27 @@ def tag_frequency(items: list[Item]) -> dict[str, int]:
     return dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def metadata_folder(item_folder: str, num_repeats: int, slug: str) -> str:
+    """The folder name the LoRA's metadata gives a training folder, as sd-scripts names its dataset dirs:
+    the sub-folder's own name, and ``<num_repeats>_<project>`` for the images directly in dataset/."""
+    return item_folder or f"{num_repeats}_{slug}"
+
+
+def dataset_metadata(items: list[Item], num_repeats: int, slug: str) -> dict:
+    """What a LoRA file says about its training set, as sd-scripts writes it: ``num_train_images`` (images x
+    repeats, summed over the folders), ``tag_frequency`` and ``dataset_dirs`` per folder
+    (``{"<folder>": {"n_repeats": N, "img_count": M}}``)."""
+    groups: dict[str, list[Item]] = {}
+    for it in items:
+        groups.setdefault(metadata_folder(it.folder, num_repeats, slug), []).append(it)
+    return dict(
+        num_train_images=sum(it.times(num_repeats) for it in items),
+        tag_frequency={name: tag_frequency(group) for name, group in sorted(groups.items())},
+        dataset_dirs={name: {"n_repeats": group[0].times(num_repeats), "img_count": len(group)}
+                      for name, group in sorted(groups.items())},
+    )
+
+
 # -- each epoch's batches (pure) --------------------------------------------------------------------
 
 def _rng(*key: int) -> random.Random:
@@ -107,11 +172,12 @@ class Sample:
 
 def epoch_batches(items: list[Item], num_repeats: int, batch_size: int, seed: int, epoch: int,
                   flip_aug: bool = False) -> list[list[Sample]]:
-    """All batches of one epoch, in order; a batch holds one bucket only (one tensor shape)."""
+    """All batches of one epoch, in order; a batch holds one bucket only (one tensor shape). Each image comes
+    its folder's repeats times (``num_repeats`` directly in dataset/)."""
     rng = _rng(seed, epoch, 0)
     by_bucket: dict[tuple[int, int], list[int]] = {}
     for i, it in enumerate(items):
-        by_bucket.setdefault(it.fit.bucket, []).extend([i] * num_repeats)
+        by_bucket.setdefault(it.fit.bucket, []).extend([i] * it.times(num_repeats))
     batches: list[list[int]] = []
     for bucket in sorted(by_bucket):
         order = by_bucket[bucket]

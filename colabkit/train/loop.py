@@ -366,10 +366,11 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
 
     tensors = lora.export_kohya(_unwrap(trained["unet"]), trained.get("te1"), trained.get("te2"),
                                 alpha=run.network_alpha, conv_alpha=run.conv_alpha, dtype=torch.float16)
-    freq = {f"{run.num_repeats}_{project.slug}": data.tag_frequency(items)}
+    ds = data.dataset_metadata(items, run.num_repeats, project.slug)  # per folder, as sd-scripts writes it
     meta = lora.build_metadata(
         output_name=path.stem, network_dim=run.network_dim, network_alpha=run.network_alpha, lora_type=run.lora_type,
-        resolution=run.resolution, num_train_images=len(items) * run.num_repeats, tag_frequency=freq,
+        resolution=run.resolution, num_train_images=ds["num_train_images"], tag_frequency=ds["tag_frequency"],
+        dataset_dirs=ds["dataset_dirs"],
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,

@@ -186,7 +186,8 @@ def _plan(plan: RunPlan, device: str | None) -> None:
     if not _scan_dataset(plan):
         _decide_device(plan, device)
         return
-    plan.steps = step_plan(plan.scan.bucket_sizes, run)
+    plan.steps = step_plan(plan.scan.bucket_sizes, run, plan.scan.bucket_repeats(run.num_repeats),
+                           plan.scan.folders() if plan.scan.has_folders else None)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
     _count_long_captions(plan)
