@@ -13,7 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from colabkit.choices import StepConfig
+from colabkit.choices import StepConfig, setting
+from colabkit.i18n import N_
 
 # Each choice is one Literal; its tuple of values is derived from it (one list per choice, nowhere restated).
 # File-format spellings ("v" for v_prediction in LoRA metadata) are made only where those files are written.
@@ -42,10 +43,11 @@ RESUME_CRITICAL = (
     "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
     "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
     "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix", "zero_terminal_snr", "max_token_length",
+    "continue_from_lora",
 )
 # What a run saved before a resume-critical setting existed actually did: compared as that value, so an old
 # run continues only with the behaviour it started with (captions were cut at 75 tokens before the setting).
-LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75}
+LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75, "continue_from_lora": ""}
 
 
 @dataclass
@@ -99,6 +101,9 @@ class TrainConfig(StepConfig):
     keep_model_on_drive: bool = True
     cache_to_drive: bool = True
     start_over: bool = False
+    continue_from_lora: str = setting("", N_(
+        "A LoRA .safetensors to start from instead of a fresh LoRA (a path, a Drive path, or a file name in the "
+        "project's output/): a new run that continues it, e.g. with new drawings. Its rank, alpha and type are used."))
 
     # -- the boundary -------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -332,4 +337,6 @@ def resume_problems(saved_config: dict[str, Any], saved_fingerprints: dict[str, 
         lines.append("the dataset (images or captions) changed since the run started")
     if "base_model" in fingerprints and saved_fingerprints.get("base_model") != fingerprints["base_model"]:
         lines.append("the base model file is a different one")
+    if saved_fingerprints.get("continue_from_lora", "") != fingerprints.get("continue_from_lora", ""):
+        lines.append("the continue_from_lora file is a different one")
     return lines

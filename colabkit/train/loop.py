@@ -155,6 +155,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         for name, te in (("te1", parts.text_encoder), ("te2", parts.text_encoder_2)):
             lora.add_lora(te, lora.text_encoder_targets(te), run.network_dim, run.network_alpha)
             trained[name] = te
+    lora.continue_from.apply_parent(plan.parent, trained)  # continue_from_lora: the file's weights (None: none)
     for model in trained.values():
         for p in lora.lora_parameters(model):
             p.data = p.data.float()  # LoRA weights train in fp32 on fp16 base weights (the grad scaler needs it)
@@ -375,7 +376,8 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,
         conv_alpha=run.conv_alpha if run.lora_type == "LoCon" else None,
-        zero_terminal_snr=ztsnr, max_token_length=run.max_token_length)
+        zero_terminal_snr=ztsnr, max_token_length=run.max_token_length,
+        extra=lora.continue_from.parent_metadata(run.continue_from_lora, project))
     lora.save_lora(path, tensors, meta)
     return path
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from colabkit.project import Project
     from colabkit.train.config import StepPlan
     from colabkit.train.data import Item, Scan
+    from colabkit.train.lora.continue_from import Parent
     from colabkit.train.memory import VramPlan
     from colabkit.train.models import ModelFacts, ResolvedModel
     from colabkit.train.state import TrainState
@@ -129,6 +130,7 @@ class RunPlan:
     can_plot: bool = True
     notes: list[Note] = field(default_factory=list)
     load_since: tuple | None = None  # doctor.cpu_sample() when planning began (the CPU load's window)
+    parent: "Parent | None" = None  # continue_from_lora: the LoRA file the run starts from (None: a fresh LoRA)
 
     @property
     def items(self) -> "list[Item]":
@@ -190,6 +192,7 @@ def _plan(plan: RunPlan, device: str | None) -> None:
                            plan.scan.folders() if plan.scan.has_folders else None)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
+    _check_parent(plan)
     _count_long_captions(plan)
     _decide_device(plan, device)
     _decide_memory(plan)
@@ -275,6 +278,74 @@ def _resolve_model(plan: RunPlan) -> None:
     if run.resolution < 0.75 * native:
         plan.note("resolution", "warn", f"{run.resolution} px is low for SDXL models like this one (trained at "
                   f"{native} px): expect soft results.")
+
+
+def _meta_models(resolved, facts):
+    """The model's UNet and text encoders on the meta device (module names and shapes; no memory, no weights)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from colabkit.train.models.load import SDXL_CONFIGS, pick_config_dir
+
+    folder = SDXL_CONFIGS
+    if resolved.kind == "diffusers":
+        folder = resolved.path
+    elif resolved.info is not None:
+        try:
+            folder = pick_config_dir(resolved.info)
+        except ColabkitError:
+            pass
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(facts.unet_config)
+        te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+    return unet, te1, te2
+
+
+def _check_parent(plan: RunPlan) -> None:
+    """continue_from_lora: the file read (header and alphas), matched against the model's modules on the meta
+    device; the run's LoRA shape becomes the file's; every key it cannot load is an error row."""
+    from colabkit.i18n import _
+    from colabkit.train import lora
+    from colabkit.train.config import LORA_TYPES
+    from colabkit.train.lora import continue_from as cf
+
+    run = plan.run
+    if not run.continue_from_lora.strip():
+        return
+    try:
+        path = cf.find_file(run.continue_from_lora.strip(), plan.project)
+    except ColabkitError as e:
+        plan.note("continue from", "error", str(e))
+        return
+    out = plan.project.output.resolve()
+    slug = plan.project.slug
+    if path.resolve().parent == out and (path.stem == slug or path.stem.startswith(slug + "-")):
+        plan.note("continue from", "error", _(
+            "{name} is a file this run writes (or prunes) in output/: rename it first (e.g. {slug}-v1.safetensors) "
+            "and give that name, so it is never overwritten.").format(name=path.name, slug=slug))
+        return
+    if plan.facts is None or plan.resolved is None:
+        return  # the base model's row says why
+    unet, te1, te2 = _meta_models(plan.resolved, plan.facts)
+    targets = {"unet": {t: lora.unet_targets(unet, t) for t in LORA_TYPES}}
+    if run.train_text_encoder:
+        for name, te in (("text_encoder", te1), ("text_encoder_2", te2)):
+            names = lora.text_encoder_targets(te)
+            targets[name] = {t: names for t in LORA_TYPES}
+    settings = {k: getattr(run, k) for k in ("network_dim", "network_alpha", "lora_type", "conv_dim", "conv_alpha")}
+    parent = cf.read_parent(path, unet, te1, te2, train_text_encoder=run.train_text_encoder, targets=targets,
+                            settings=settings)
+    for e in parent.errors:
+        plan.note("continue from", "error", e)
+    if parent.errors:
+        return
+    plan.parent = parent
+    plan.run = run.replace(**parent.shape)
+    for w in parent.warnings:
+        plan.note("continue from", "warn", w)
+    plan.note("continue from", "ok", cf.summary(parent))
 
 
 def _tokenizer_folder(resolved) -> "Path | None":
@@ -517,6 +588,8 @@ def _fingerprint_and_cache(plan: RunPlan) -> None:
 
     run, resolved, items = plan.run, plan.resolved, plan.items
     plan.fingerprints = {"dataset": plan.scan.fingerprint()}
+    if plan.parent is not None:
+        plan.fingerprints["continue_from_lora"] = plan.parent.model_hash
     if resolved is None or not (resolved.present or resolved.sha256):  # no fingerprint before the download
         return
     plan.fingerprints["base_model"] = models.fingerprint(resolved)
