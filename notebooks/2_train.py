@@ -38,6 +38,8 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 # **The step maths.** One *epoch* shows every image `num_repeats` times; a *step* trains on
 # `train_batch_size` images at once. Steps = images x repeats / batch x epochs. For 10-100 drawings,
 # **300-500 steps** is the usual target: the check below does the maths and suggests repeats that land there.
+# Sub-folders of `dataset/` named `<repeats>_<name>` (kohya's convention, e.g. `10_style/`, `2_props/`) repeat their
+# images their own number of times; the check shows each folder's images x repeats and the total.
 #
 # - **num_repeats**: how often each image is seen per epoch. Few images: more repeats.
 # - **epochs**: how many rounds. A LoRA file is saved after each, so you can pick the best one.
@@ -76,6 +78,10 @@ lr_scheduler = "cosine"  # @param ["constant", "constant_with_warmup", "cosine",
 network_dim = 16  # @param {type:"integer"}
 network_alpha = 8  # @param {type:"integer"}
 lora_type = "LoRA"  # @param ["LoRA", "LoCon"]
+continue_from_lora = ""  # @param {type:"string"}
+# @markdown A LoRA `.safetensors` to start from (e.g. last month's, from colabkit, kohya or diffusers): a new run that
+# @markdown continues it with your new drawings; its rank, alpha and type are used. A Drive path or a file name in
+# @markdown `output/` (rename your earlier `<project>.safetensors` first, e.g. `<project>-v1`). Empty: a fresh LoRA.
 shuffle_tags = True  # @param {type:"boolean"}
 keep_tokens = 1  # @param {type:"integer"}
 flip_aug = False  # @param {type:"boolean"}
@@ -105,7 +111,7 @@ config = TrainConfig(
     flip_aug=flip_aug, max_token_length=max_token_length, gradient_checkpointing=gradient_checkpointing,
     save_every_n_epochs=save_every_n_epochs, keep_only_last_n_epochs=keep_only_last_n_epochs,
     sample_prompts=sample_prompts, sample_every_n_epochs=sample_every_n_epochs, budget_hours=budget_hours,
-    start_over=start_over)
+    start_over=start_over, continue_from_lora=continue_from_lora)
 preflight_report = preflight(config)
 
 # %% [markdown]

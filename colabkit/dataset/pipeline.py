@@ -71,7 +71,7 @@ class DatasetReport:
             details = list(info.notes) + ([warn.reason] if warn else [])
             rows.append(
                 dict(
-                    file=info.file.name,
+                    file=items.relative_name(info.file, self.folder),
                     status="warning" if warn else "ok",
                     size=f"{info.width}x{info.height}",
                     mode=f"{info.mode} {info.format}",
@@ -84,7 +84,7 @@ class DatasetReport:
                 moved = self.moved.get(p.file)
                 rows.append(
                     dict(
-                        file=p.file.name + ("/" if p.kind == "folder" else ""),
+                        file=items.relative_name(p.file, self.folder) + ("/" if p.kind == "folder" else ""),
                         status=("moved to _rejected/" if moved else "rejected") if p.rejected else "warning",
                         size="",
                         mode="",
@@ -102,7 +102,22 @@ class DatasetReport:
             text += f", {n_warn} warnings"
         if self.moved:
             text += f"; {len(self.moved)} files moved to {self.folder.name}/_rejected/"
-        return text + "."
+        return text + "." + self.folders_line()
+
+    def folders_line(self) -> str:
+        """The training folders and their usable images, when the dataset has <repeats>_<name>/ sub-folders."""
+        from colabkit.i18n import _
+
+        counts: dict[str, int] = {}
+        for info in self.accepted:
+            where = items.folder_of(info.file, self.folder)
+            counts[where.name] = counts.get(where.name, 0) + 1
+        if set(counts) <= {""}:
+            return ""
+        parts = [_("{folder}: {images} images, {repeats} repeats each").format(
+            folder=name + "/", images=n, repeats=items.folder_repeats(name)) if name else
+            _("dataset/: {images} images, num_repeats each").format(images=n) for name, n in sorted(counts.items())]
+        return " " + _("Folders: {parts}.").format(parts="; ".join(parts))
 
 
 @dataclass
@@ -444,7 +459,9 @@ def tag_frequencies(project_name: str) -> list[tuple[str, int]]:
 def set_caption(project_name: str, image_name: str, caption: str, activation_tag: str = "") -> str:
     """Save a hand-edited caption (tidied: one tag per comma, trigger first). Returns what was written."""
     project = open_project(project_name)
-    image = project.dataset / Path(image_name).name
+    rel = Path(image_name)  # "x.png", or "10_style/x.png" in a <repeats>_<name>/ folder
+    inside = len(rel.parts) == 2 and items.folder_repeats(rel.parts[0]) is not None
+    image = project.dataset / (rel if inside else rel.name)
     if not image.is_file():
         raise ColabkitError(f"No image {image_name!r} in {project.dataset}; pick one from the list.")
     text = CaptionEdits(trigger=check_trigger(activation_tag)).apply_text(caption)

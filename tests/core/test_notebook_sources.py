@@ -53,7 +53,7 @@ TRAIN_FIELDS = {
     "recommended_values", "unet_lr", "text_encoder_lr", "lr_scheduler", "network_dim", "network_alpha", "lora_type",
     "shuffle_tags", "keep_tokens", "flip_aug", "save_every_n_epochs", "keep_only_last_n_epochs", "sample_prompts",
     "sample_every_n_epochs", "budget_hours", "start_over", "zero_terminal_snr", "max_token_length",
-    "gradient_checkpointing",
+    "gradient_checkpointing", "continue_from_lora",
 }
 
 

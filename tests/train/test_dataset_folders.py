@@ -13,7 +13,17 @@ from colabkit.project import Project
 from colabkit.train import data
 from colabkit.train.config import step_plan
 
-from conftest import draw, tiny_config
+
+
+tiny_config = None  # tests/train/conftest.py's, set by the autouse fixture below (conftest is not importable by name
+draw = None  # when tests/dataset runs in the same session)
+
+
+@pytest.fixture(autouse=True)
+def _train_helpers(make_config):
+    global tiny_config, draw
+    tiny_config = make_config
+    draw = make_config.__globals__["draw"]
 
 
 def folder_project() -> Project:
@@ -128,3 +138,15 @@ def test_folders_train_16_steps_with_metadata_and_resume_bit_exact(folders):
     assert resumed.keys() == reference.keys()
     for k in reference:
         assert torch.equal(resumed[k], reference[k]), k
+
+
+def test_the_check_shows_the_folders(folders):
+    from colabkit.dataset.pipeline import check_dataset, set_caption
+
+    report = check_dataset("houtline", min_side=32, progress=False)
+    files = {r["file"]: r["status"] for r in report.rows()}
+    assert files["3_a/d0.png"] == "ok" and files["d6.png"] == "ok" and files["misc/"] == "warning"
+    assert report.summary().endswith("Folders: dataset/: 1 images, num_repeats each; 1_b/: 2 images, 1 repeats "
+                                     "each; 3_a/: 4 images, 3 repeats each.")
+    assert set_caption("houtline", "3_a/d0.png", "houtline, edited") == "houtline, edited"
+    assert (folders.dataset / "3_a" / "d0.txt").read_text() == "houtline, edited"
