@@ -56,7 +56,7 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 # %%
 # @title Step 1: settings and preflight check { display-mode: "form" }
 project_name = "my-first-lora"  # @param {type:"string"}
-base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "NoobAI-XL V-Pred 1.0", "NoobAI-XL Eps 1.1", "tiny-sdxl"] {allow-input: true}
 # @markdown A preset, a URL of a `.safetensors` checkpoint, or a path on Drive (`/content/drive/MyDrive/...`).
 # @markdown `tiny-sdxl`: built in, no download, runs on a CPU (random weights: to try the flow, not a real LoRA).
 keep_model_on_drive = True  # @param {type:"boolean"}

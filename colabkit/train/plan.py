@@ -263,7 +263,12 @@ def _resolve_model(plan: RunPlan) -> None:
     resolved, facts = plan.resolved, plan.facts
     size = f"{facts.total_params / 1e6:,.0f}M" if facts.total_params >= 1e7 else f"{facts.total_params / 1e6:.1f}M"
     counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
-    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})")
+    unchecked = ""
+    if resolved.preset is not None and not resolved.preset.sha256:
+        from colabkit.i18n import _
+
+        unchecked = _("; not hash-checked (no published sha256 recorded for this preset)")
+    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})" + unchecked)
     plan.prediction_type = resolved.prediction_type
     switch = run.zero_terminal_snr
     plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr)
