@@ -243,6 +243,49 @@ def training_set(where: Project | Path, *, resolution: int | None = None, progre
     return out
 
 
+# --- regularization images: Loras/<project>/reg/ ----------------------------------------------------------
+
+REG_FOLDER = "reg"  # beside dataset/: Loras/<project>/reg/ (and reg/<repeats>_<name>/)
+
+
+def reg_folder(project: Project) -> Path:
+    return project.root / REG_FOLDER
+
+
+def reg_set(where: Project | Path, *, resolution: int | None = None) -> TrainingSet:
+    """The regularization images (optional): ``reg/`` and its ``<repeats>_<name>/`` folders, checked by the same
+    rules as the dataset. As in sd-scripts, an image without a caption file takes its folder's name after the
+    repeats as caption (``reg/1_woman/`` -> "woman"; directly in ``reg/``: an empty caption). ``repeats`` of an
+    image directly in ``reg/`` is 1. Empty when there is no ``reg/`` folder."""
+    project = project_of(where)
+    min_side, max_aspect = limits(project, resolution)
+    root = reg_folder(project)
+    out = TrainingSet(items=[], min_side=min_side, max_aspect=max_aspect)
+    if not root.is_dir():
+        return out
+    training_folders, problems = folders(root)
+    candidates, rejected = [], list(problems)
+    for f in training_folders:
+        for path in imgs.dataset_files(f.path)[0]:
+            outcome = inspect_cached(path, min_side=min_side, max_aspect=max_aspect)
+            (rejected if isinstance(outcome, Problem) else candidates).append(outcome)
+    found = imgs.find_duplicates(candidates)
+    for f in training_folders:
+        found += imgs.caption_clashes([c for c in candidates if c.file.parent == f.path])
+    dropped = {p.file for p in found if p.rejected}
+    out.rejected = [p for p in rejected + found if p.rejected]
+    for info in candidates:
+        if info.file in dropped:
+            continue
+        where_ = folder_of(info.file, root)
+        text = read_caption(info.file)
+        if text is None:
+            text = REPEATS_FOLDER.match(where_.name)[2].replace("_", " ") if where_.name else ""
+        out.items.append(TrainingItem(info.file, text, info.sha256, (info.width, info.height), where_.name,
+                                      where_.repeats if where_.repeats is not None else 1))
+    return out
+
+
 def training_items(where: Project | Path, *, resolution: int | None = None) -> list[TrainingItem]:
     """The images training uses, with their captions, in name order."""
     return training_set(where, resolution=resolution).items

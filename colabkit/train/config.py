@@ -43,11 +43,11 @@ RESUME_CRITICAL = (
     "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
     "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
     "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix", "zero_terminal_snr", "max_token_length",
-    "continue_from_lora",
+    "continue_from_lora", "prior_loss_weight",
 )
 # What a run saved before a resume-critical setting existed actually did: compared as that value, so an old
 # run continues only with the behaviour it started with (captions were cut at 75 tokens before the setting).
-LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75, "continue_from_lora": ""}
+LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75, "continue_from_lora": "", "prior_loss_weight": 1.0}
 
 
 @dataclass
@@ -101,6 +101,9 @@ class TrainConfig(StepConfig):
     keep_model_on_drive: bool = True
     cache_to_drive: bool = True
     start_over: bool = False
+    prior_loss_weight: float = setting(1.0, N_(
+        "Loss weight of the regularization images (Loras/<project>/reg/), as sd-scripts' prior_loss_weight: 1 "
+        "weighs them like your drawings. Without a reg/ folder it does nothing."))
     continue_from_lora: str = setting("", N_(
         "A LoRA .safetensors to start from instead of a fresh LoRA (a path, a Drive path, or a file name in the "
         "project's output/): a new run that continues it, e.g. with new drawings. Its rank, alpha and type are used."))
@@ -171,6 +174,8 @@ def _rules(c: TrainConfig):
         yield "budget_hours must be positive (about 3 on the free tier)."
     if c.budget_margin_minutes < 0 or c.save_state_every_minutes <= 0:
         yield "budget_margin_minutes cannot be negative and save_state_every_minutes must be positive."
+    if c.prior_loss_weight < 0:
+        yield f"prior_loss_weight cannot be negative; got {c.prior_loss_weight}."
     if c.noise_offset < 0 or c.min_snr_gamma < 0:
         yield "noise_offset and min_snr_gamma cannot be negative (0 turns them off)."
     if not c.base_model.strip():
@@ -220,6 +225,7 @@ class StepPlan:
     notes: list[str] = field(default_factory=list)
     # (folder, images, repeats each) when some images lie in <repeats>_<name>/ sub-folders ("": dataset/ itself)
     folders: tuple[tuple[str, int, int], ...] = ()
+    reg: tuple[int, int, float] | None = None  # (regularization images, their image-repeats an epoch, loss weight)
 
     @property
     def image_repeats(self) -> int:
@@ -232,8 +238,14 @@ class StepPlan:
 
             parts = [_("{folder}: {images} images x {repeats} repeats = {product}").format(
                 folder=name or "dataset/", images=n, repeats=r, product=n * r) for name, n, r in self.folders]
+            if self.reg:
+                n, times, weight = self.reg
+                parts.append(_("reg/: {images} regularization images, {times} image-repeats (balanced to the "
+                               "training images' as sd-scripts does; loss weight {weight:g})").format(
+                    images=n, times=times, weight=weight))
+            total = self.image_repeats + (self.reg[1] if self.reg else 0)
             line = "; ".join(parts) + "\n" + _("{total} image-repeats / batch {batch} = {steps} steps per epoch").format(
-                total=self.image_repeats, batch=self.batch_size, steps=self.steps_per_epoch)
+                total=total, batch=self.batch_size, steps=self.steps_per_epoch)
         else:
             line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
                     f"{self.steps_per_epoch} steps per epoch")
@@ -265,12 +277,12 @@ def suggest_epochs(per_epoch: int, target: tuple[int, int] = TARGET_STEPS) -> in
 
 
 def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int] | None = None,
-              folders: list | None = None) -> StepPlan:
+              folders: list | None = None, reg: tuple[int, int] | None = None) -> StepPlan:
     """The step maths. ``bucket_repeats`` / ``folders`` (data.Scan.bucket_repeats(num_repeats) / .folders()):
     given when some images lie in <repeats>_<name>/ sub-folders, each trained its own repeats; then the
     300-500 suggestion is in epochs, the one setting that scales the whole."""
     if bucket_repeats is not None and folders:
-        return _folder_step_plan(bucket_sizes, cfg, bucket_repeats, folders)
+        return _folder_step_plan(bucket_sizes, cfg, bucket_repeats, folders, reg)
     per = steps_per_epoch(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
     epochs = epochs_for(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps,
                         cfg.epochs, cfg.max_train_steps)
@@ -293,7 +305,8 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[in
                     epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok)
 
 
-def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int], folders) -> StepPlan:
+def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int], folders,
+                      reg: tuple[int, int] | None = None) -> StepPlan:
     from colabkit.i18n import _
 
     per = steps_for(bucket_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
@@ -317,7 +330,7 @@ def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats:
     rows = tuple((f.name, f.images, f.times(cfg.num_repeats)) for f in folders)
     return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
                     epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok,
-                    folders=rows)
+                    folders=rows, reg=(reg[0], reg[1], cfg.prior_loss_weight) if reg else None)
 
 
 def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

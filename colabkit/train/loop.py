@@ -261,6 +261,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                     pred = unet(noisy, timesteps, embeds,
                                 added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
                 per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+                per_sample = per_sample * torch.tensor(data.sample_weights(items, batch, run.prior_loss_weight),
+                                                       device=per_sample.device)  # reg/ images: prior_loss_weight
                 loss = (per_sample * loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)).mean()
                 accelerator.backward(loss * share / len(micro))
             step_loss += loss.item() / len(micro)
@@ -371,7 +373,7 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
     meta = lora.build_metadata(
         output_name=path.stem, network_dim=run.network_dim, network_alpha=run.network_alpha, lora_type=run.lora_type,
         resolution=run.resolution, num_train_images=ds["num_train_images"], tag_frequency=ds["tag_frequency"],
-        dataset_dirs=ds["dataset_dirs"],
+        dataset_dirs=ds["dataset_dirs"], num_reg_images=ds["num_reg_images"], prior_loss_weight=run.prior_loss_weight,
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,

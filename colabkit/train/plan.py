@@ -188,8 +188,13 @@ def _plan(plan: RunPlan, device: str | None) -> None:
     if not _scan_dataset(plan):
         _decide_device(plan, device)
         return
-    plan.steps = step_plan(plan.scan.bucket_sizes, run, plan.scan.bucket_repeats(run.num_repeats),
-                           plan.scan.folders() if plan.scan.has_folders else None)
+    from colabkit.train.data import epoch_repeats as data_epoch_repeats
+
+    scan = plan.scan
+    reg = scan.reg
+    reg_times = sum(data_epoch_repeats(scan.items, run.num_repeats)[len(scan.training):]) if reg else 0
+    plan.steps = step_plan(scan.bucket_sizes, run, scan.bucket_repeats(run.num_repeats),
+                           scan.folders() if scan.has_folders else None, (len(reg), reg_times) if reg else None)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
     _check_parent(plan)
@@ -224,8 +229,9 @@ def _scan_dataset(plan: RunPlan) -> bool:
                   "and caption them with the dataset notebook.")
         return False
     plan.activation = activation = run.activation_tag or data.activation_tag_of(scan.items)
-    with_tag = sum(1 for it in scan.items if activation and activation in data.split_tags(it.caption))
-    msg = f"{len(scan.items)} captioned images"
+    training = scan.training
+    with_tag = sum(1 for it in training if activation and activation in data.split_tags(it.caption))
+    msg = f"{len(training)} captioned images"
     if activation:
         msg += f"; activation tag '{activation}' in {with_tag} of them"
     plan.note("dataset", "ok" if scan.items else "error", msg if scan.items else
@@ -241,9 +247,17 @@ def _scan_dataset(plan: RunPlan) -> bool:
     if scan.unreadable:
         plan.note("images", "warn", "Unreadable, skipped: " +
                   "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
-    if activation and with_tag < len(scan.items):
-        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
+    if activation and with_tag < len(training):
+        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(training) - with_tag} captions: "
                   "run the dataset notebook's trigger-word step.")
+    if scan.reg or scan.reg_rejected:
+        from colabkit.i18n import _
+
+        plan.note("regularization", "ok" if scan.reg else "warn", _(
+            "{n} regularization images in reg/, trained with loss weight {weight:g} (prior_loss_weight)").format(
+            n=len(scan.reg), weight=run.prior_loss_weight) + ("; " + _("skipped: {files}").format(
+                files="; ".join(f"{p.name} ({why})" for p, why in scan.reg_rejected[:5])) if scan.reg_rejected
+                else ""))
     return bool(scan.items)
 
 
