@@ -83,7 +83,10 @@ def _colab_secret(name: str) -> str | None:
                 "(Secrets) on the left and switch on 'Notebook access' beside {name}, then run the cell again."
             ).format(name=name)
         elif kind != "SecretNotFoundError":
-            _secret_notes[name] = f"Colab's Secrets could not be read for {name} ({kind})."
+            from colabkit.i18n import _
+
+            _secret_notes[name] = _("Colab's Secrets could not be read for {name} ({kind}).").format(name=name,
+                                                                                                  kind=kind)
         return None
     _secret_notes.pop(name, None)
     return value if isinstance(value, str) else None
