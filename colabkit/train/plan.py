@@ -13,6 +13,7 @@ them all at once; ``train`` refuses a plan that has any (``raise_if_errors``).
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
@@ -340,7 +341,8 @@ def _check_parent(plan: RunPlan) -> None:
         return
     out = plan.project.output.resolve()
     slug = plan.project.slug
-    if path.resolve().parent == out and (path.stem == slug or path.stem.startswith(slug + "-")):
+    # the names the run writes and prunes (loop.lora_name, _prune_epochs: <slug>-[0-9][0-9]*)
+    if path.resolve().parent == out and (path.stem == slug or re.match(re.escape(slug) + r"-\d\d", path.stem)):
         plan.note("continue from", "error", _(
             "{name} is a file this run writes (or prunes) in output/: rename it first (e.g. {slug}-v1.safetensors) "
             "and give that name, so it is never overwritten.").format(name=path.name, slug=slug))

@@ -144,6 +144,10 @@ def test_preflight_refuses_before_step_1_and_names_the_file(tiny_project, make_c
     own.write_bytes(b"x")
     plan = make_plan(make_config(continue_from_lora=str(own)), device="cpu")
     assert any(n.level == "error" and "rename it first" in n.message for n in plan.notes)
+    epoch = own.with_name("houtline-03.safetensors")  # an epoch file: pruned by keep_only_last_n_epochs
+    epoch.write_bytes(b"x")
+    plan = make_plan(make_config(continue_from_lora=epoch.name), device="cpu")
+    assert any(n.level == "error" and "rename it first" in n.message for n in plan.notes)
 
 
 def _continue_one_step(tiny_project, make_config, parent_path, **changes):
