@@ -51,6 +51,10 @@ project = open_or_create_project(project_name)
 # photos are turned upright). Each problem file is named with what is wrong and what to do.
 # Your files are never changed; tick `move_rejected` to move problem files into `dataset/_rejected/`
 # (nothing is ever deleted).
+#
+# Sub-folders named `<repeats>_<name>` (kohya's convention, e.g. `dataset/10_style/`, `dataset/2_props/`) are used
+# too: each of their images trains `<repeats>` times an epoch (images directly in `dataset/` use `num_repeats`).
+# The check lists each folder; other sub-folders are not used, and it says so.
 
 # %%
 # @title Step 2: check and clean the images { display-mode: "form" }

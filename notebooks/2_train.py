@@ -82,6 +82,7 @@ continue_from_lora = ""  # @param {type:"string"}
 # @markdown A LoRA `.safetensors` to start from (e.g. last month's, from colabkit, kohya or diffusers): a new run that
 # @markdown continues it with your new drawings; its rank, alpha and type are used. A Drive path or a file name in
 # @markdown `output/` (rename your earlier `<project>.safetensors` first, e.g. `<project>-v1`). Empty: a fresh LoRA.
+# @markdown Its text-encoder parts are continued only when `text_encoder_lr` is above 0 (else left out, and said).
 shuffle_tags = True  # @param {type:"boolean"}
 keep_tokens = 1  # @param {type:"integer"}
 flip_aug = False  # @param {type:"boolean"}
