@@ -166,10 +166,19 @@ def metadata_folder(item_folder: str, num_repeats: int, slug: str) -> str:
     return item_folder or f"{num_repeats}_{slug}"
 
 
+def _reg_dirs(reg: list[Item]) -> dict[str, tuple[int, int]]:
+    dirs: dict[str, tuple[int, int]] = {}
+    for it in reg:
+        name = it.folder or "reg"
+        n, _ = dirs.get(name, (0, 0))
+        dirs[name] = (n + 1, it.repeats or 1)
+    return dirs
+
+
 def dataset_metadata(items: list[Item], num_repeats: int, slug: str) -> dict:
     """What a LoRA file says about its training set, as sd-scripts writes it: ``num_train_images`` (images x
     repeats, summed over the folders), ``tag_frequency`` and ``dataset_dirs`` per folder
-    (``{"<folder>": {"n_repeats": N, "img_count": M}}``)."""
+    (``{"<folder>": {"n_repeats": N, "img_count": M}}``); for reg/, ``num_reg_images`` and ``reg_dataset_dirs``."""
     groups: dict[str, list[Item]] = {}
     reg = [it for it in items if it.is_reg]
     items = [it for it in items if not it.is_reg]
@@ -178,6 +187,7 @@ def dataset_metadata(items: list[Item], num_repeats: int, slug: str) -> dict:
     return dict(
         num_train_images=sum(it.times(num_repeats) for it in items),
         num_reg_images=sum(it.repeats or 1 for it in reg),  # sd-scripts: reg images x their repeats
+        reg_dataset_dirs={name: {"n_repeats": r, "img_count": n} for name, (n, r) in sorted(_reg_dirs(reg).items())},
         tag_frequency={name: tag_frequency(group) for name, group in sorted(groups.items())},
         dataset_dirs={name: {"n_repeats": group[0].times(num_repeats), "img_count": len(group)}
                       for name, group in sorted(groups.items())},

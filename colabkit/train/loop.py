@@ -374,6 +374,7 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
         output_name=path.stem, network_dim=run.network_dim, network_alpha=run.network_alpha, lora_type=run.lora_type,
         resolution=run.resolution, num_train_images=ds["num_train_images"], tag_frequency=ds["tag_frequency"],
         dataset_dirs=ds["dataset_dirs"], num_reg_images=ds["num_reg_images"], prior_loss_weight=run.prior_loss_weight,
+        reg_dataset_dirs=ds["reg_dataset_dirs"],
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,

@@ -51,6 +51,7 @@ def test_more_reg_image_repeats_than_training_leaves_the_last_ones_out(tiny_proj
     meta = data.dataset_metadata(scan.items, 2, "houtline")
     assert meta["num_train_images"] == 8 and meta["num_reg_images"] == 12
     assert "3_woman" not in meta["dataset_dirs"]
+    assert meta["reg_dataset_dirs"] == {"3_woman": {"n_repeats": 3, "img_count": 4}}
 
 
 def test_no_reg_folder_changes_nothing(tiny_project):
@@ -77,3 +78,4 @@ def test_reg_trains_with_the_prior_loss_weight(tiny_project, make_config):
         meta = f.metadata()
     assert meta["ss_num_train_images"] == "8" and meta["ss_num_reg_images"] == "3"
     assert float(meta["ss_prior_loss_weight"]) == 0.0 and "reg" not in json.loads(meta["ss_tag_frequency"])
+    assert json.loads(meta["ss_reg_dataset_dirs"]) == {"reg": {"n_repeats": 1, "img_count": 3}}

@@ -76,6 +76,7 @@ def build_metadata(
     dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
     num_reg_images: int = 0,
     prior_loss_weight: float | None = None,
+    reg_dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, str]:
     """Metadata for a LoRA file, all values strings.
 
@@ -117,6 +118,8 @@ def build_metadata(
         "ss_num_train_images": int(num_train_images),
         "ss_num_reg_images": int(num_reg_images),  # regularization images x their repeats, as sd-scripts counts
         **({"ss_prior_loss_weight": float(prior_loss_weight)} if prior_loss_weight is not None else {}),
+        **({"ss_reg_dataset_dirs": json.dumps({k: dict(v) for k, v in reg_dataset_dirs.items()})}
+           if reg_dataset_dirs else {}),
         "ss_tag_frequency": json.dumps({folder: dict(tags) for folder, tags in tag_frequency.items()}),
         **({"ss_dataset_dirs": json.dumps({folder: {"n_repeats": int(d["n_repeats"]), "img_count": int(d["img_count"])}
                                            for folder, d in dataset_dirs.items()})} if dataset_dirs else {}),
