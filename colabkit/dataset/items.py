@@ -143,6 +143,11 @@ def relative_name(path: Path, dataset: Path) -> str:
     return path.name if path.parent == dataset else f"{path.parent.name}/{path.name}"
 
 
+def shown_name(path: Path) -> str:
+    """``x.png``, or ``3_a/x.png`` for an image in a <repeats>_<name>/ folder (dataset/ itself is never one)."""
+    return f"{path.parent.name}/{path.name}" if folder_repeats(path.parent.name) is not None else path.name
+
+
 def scan(project: Project, min_side: int | None = None, max_aspect: float | None = None, *,
          resolution: int | None = None, progress: bool = False) -> ScanResult:
     """The check of every file in ``dataset/`` and its ``<repeats>_<name>/`` folders (limits not given:

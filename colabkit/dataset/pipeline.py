@@ -294,8 +294,8 @@ def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress
             todo.append(info.file)
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.updated if changed else report.kept).append(info.file.name)
-        report.captions[info.file.name] = new
+        (report.updated if changed else report.kept).append(items.shown_name(info.file))
+        report.captions[items.shown_name(info.file)] = new
 
     vocabulary: list[str] = []
     if todo:
@@ -401,8 +401,8 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
                 for g, tags in zip(good, tag_lists):
                     text = join_tags(edits.apply(tags))
                     writes.append(writer.submit(_write_caption, g.item, text))
-                    report.written.append(g.item.name)
-                    report.captions[g.item.name] = text
+                    report.written.append(items.shown_name(g.item))
+                    report.captions[items.shown_name(g.item)] = text
             bar.update(len(chunk))
     finally:
         writer.shutdown(wait=True)
@@ -427,10 +427,10 @@ def curate_captions(config: CurateConfig | str, *, top: int = 50, **fields) -> C
     for info in items.scan(project).accepted:
         old = read_caption(info.file)
         if old is None:
-            report.missing.append(info.file.name)
+            report.missing.append(items.shown_name(info.file))
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.changed if changed else report.unchanged).append(info.file.name)
+        (report.changed if changed else report.unchanged).append(items.shown_name(info.file))
         all_tags.append(split_tags(new))
     report.frequencies = count_tags(all_tags)[:top] if top else count_tags(all_tags)
     report.warnings += trigger_warnings(edits.trigger, load_vocabulary(project))

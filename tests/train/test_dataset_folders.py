@@ -150,3 +150,12 @@ def test_the_check_shows_the_folders(folders):
                                      "each; 3_a/: 4 images, 3 repeats each.")
     assert set_caption("houtline", "3_a/d0.png", "houtline, edited") == "houtline, edited"
     assert (folders.dataset / "3_a" / "d0.txt").read_text() == "houtline, edited"
+
+
+def test_tagging_names_images_with_their_folder(folders):
+    from colabkit.dataset.pipeline import curate_captions
+
+    report = curate_captions("houtline", global_tags="lineart")
+    assert sorted(report.changed) == ["1_b/d4.png", "1_b/d5.png", "3_a/d0.png", "3_a/d1.png", "3_a/d2.png",
+                                      "3_a/d3.png", "d6.png"]
+    assert (folders.dataset / "3_a" / "d0.txt").read_text() == "lineart, houtline, outline, 3_a, tag0"
