@@ -101,8 +101,8 @@ def test_a_key_matching_no_module_is_a_preflight_problem_naming_it(tiny_sdxl, tm
     tensors["lora_unet_input_blocks_9_9_nowhere.lora_up.weight"] = torch.zeros(32, 8)
     save_file(tensors, str(path))
     parent = read(tiny_sdxl, path)
-    assert parent.errors == ["1 modules of old.safetensors match no module of this base model (an SDXL LoRA for "
-                             "another architecture?): lora_unet_input_blocks_9_9_nowhere."]
+    assert parent.errors == ["1 modules of old.safetensors match no module of this base model (a LoRA for another "
+                             "model?): lora_unet_input_blocks_9_9_nowhere."]
 
 
 def test_text_encoder_parts_are_left_out_when_the_encoders_do_not_train(tiny_sdxl, tmp_path):
@@ -121,6 +121,8 @@ def test_text_encoder_parts_are_left_out_when_the_encoders_do_not_train(tiny_sdx
     (lambda p: save_file({"model.diffusion_model.out.2.weight": torch.zeros(2)}, str(p)), "is not a LoRA"),
     (lambda p: save_file({"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(2, 2)}, str(p)),
      "Stable Diffusion 1.x/2.x"),
+    (lambda p: save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(2, 2)},
+                         str(p)), "Stable Diffusion 1.x/2.x"),  # SD 1.5 in diffusers names, no metadata
     (lambda p: save_file({"lora_unet_x.hada_w1_a": torch.zeros(2, 2)}, str(p)), "holds LoHa weights"),
     (lambda p: p.write_bytes(b"not a safetensors file at all"), "is not a .safetensors file"),
 ])

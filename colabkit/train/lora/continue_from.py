@@ -176,11 +176,14 @@ def read_parent(path: Path, unet, text_encoder=None, text_encoder_2=None, *, tra
         return parent
     keys = sorted(shapes)
     version = metadata.get("ss_base_model_version", "")
-    if version.startswith(("sd_v1", "sd_v2")) or any(k.startswith("lora_te_") for k in keys) or \
-            metadata.get("ss_v2") == "True":
+    # SD 1.x/2.x: its metadata, its single text encoder (lora_te_), or attention in the first down block, which
+    # SDXL does not have (diffusers' and SGM's spelling)
+    if version.startswith(("sd_v1", "sd_v2")) or metadata.get("ss_v2") == "True" or any(
+            k.startswith(("lora_te_", "lora_unet_down_blocks_0_attentions_", "lora_unet_input_blocks_1_1_"))
+            for k in keys):
         parent.errors.append(_("{name} is a LoRA for Stable Diffusion 1.x/2.x ({why}), not SDXL: it cannot continue "
                                "on an SDXL model.").format(
-            name=path.name, why=version or "one text encoder, lora_te_ keys"))
+            name=path.name, why=version or _("its module names")))
         return parent
     if not any(k.endswith((".lora_down.weight", ".lora_up.weight")) for k in keys):
         kinds = sorted({kind for k in keys for mark, kind in _UNSUPPORTED.items()
@@ -228,8 +231,8 @@ def read_parent(path: Path, unet, text_encoder=None, text_encoder_2=None, *, tra
         parent.errors.append(_("{count} keys of {name} are not LoRA weights colabkit can load: {keys}.").format(
             count=len(unknown), name=path.name, keys=", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")))
     if unmatched:
-        parent.errors.append(_("{count} modules of {name} match no module of this base model (an SDXL LoRA for "
-                               "another architecture?): {keys}.").format(
+        parent.errors.append(_("{count} modules of {name} match no module of this base model (a LoRA for another "
+                               "model?): {keys}.").format(
             count=len(unmatched), name=path.name,
             keys=", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")))
     if incomplete:
