@@ -9,36 +9,104 @@ light halo shows on a dark game scene. Every other pixel keeps its exact colour.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from colabkit.assets.labels import dilate, label
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
-EDGE = 1  # the ring of pixels next to the background whose alpha comes from their colour (anti-aliasing)
+REFERENCE_SIDE = 1024  # sizes given "in pixels of a 1024 px picture" scale with the picture's longest side
+MAX_SHADOW = 0.75  # a shadow darkens the background by at most this much (darker neutral pixels are the sprite's)
+
+
+def scale_of(shape) -> float:
+    """How much larger than ``REFERENCE_SIDE`` the picture's longest side is (2.0 for a 2048 px picture)."""
+    return max(shape[0], shape[1]) / REFERENCE_SIDE
 
 
 def border_pixels(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
 
 
-def background_colour(rgb: np.ndarray, tolerance: int) -> np.ndarray:
-    """The background's colour: the median of the border pixels; it must cover most of the border."""
-    edge = border_pixels(rgb).astype(np.int16)
-    colour = np.median(edge, axis=0)
-    near = (np.abs(edge - colour).max(axis=1) <= max(tolerance, 8)).mean()
-    if near < 0.5:
-        raise ColabkitError(
-            f"the picture's border is not one plain colour (only {near:.0%} of it is near {colour.astype(int).tolist()})"
-            ": the flood fill needs a plain light background. Generate with 'white background, simple background' "
-            "in the prompt, raise tolerance, or give model_file (a BiRefNet or isnet-anime .onnx).")
-    return colour.astype(np.uint8)
+def _powers(t: np.ndarray, degree: int) -> np.ndarray:
+    return np.stack([t ** k for k in range(degree + 1)], axis=-1)
+
+
+def _design(ys: np.ndarray, xs: np.ndarray, degree: int) -> np.ndarray:
+    py, px = _powers(ys, degree), _powers(xs, degree)
+    return np.stack([py[:, i] * px[:, j] for i in range(degree + 1) for j in range(degree + 1 - i)], axis=1)
+
+
+def fit_surface(rgb: np.ndarray, mask: np.ndarray, degree: int, max_samples: int = 40000) -> np.ndarray:
+    """A smooth colour field (HxWx3 float32): a polynomial of ``degree`` in x and y fitted to ``rgb`` on ``mask``.
+
+    Gradients and vignettes are smooth, so a low-order surface follows them; fitted twice, dropping the
+    samples farthest from the first fit (specks, shadow tails) before the second.
+    """
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    if len(ys) > max_samples:
+        pick = np.random.default_rng(0).choice(len(ys), max_samples, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    ny, nx = ys / max(h - 1, 1) * 2 - 1, xs / max(w - 1, 1) * 2 - 1
+    values = rgb[ys, xs].astype(np.float64)
+    a = _design(ny, nx, degree)
+    keep = np.ones(len(ys), bool)
+    for _ in range(2):
+        coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
+        err = np.abs(a @ coef - values).max(axis=1)
+        keep = err <= max(np.quantile(err, 0.9), 2.0)
+    # evaluated separably: field[y, x] = sum c_ij y^i x^j
+    py = _powers(np.linspace(-1, 1, h), degree)
+    px = _powers(np.linspace(-1, 1, w), degree)
+    field = np.zeros((h, w, 3), np.float32)
+    k = 0
+    for i in range(degree + 1):
+        for j in range(degree + 1 - i):
+            field += (py[:, i][:, None, None] * px[:, j][None, :, None] * coef[k]).astype(np.float32)
+            k += 1
+    return np.clip(field, 0, 255)
 
 
 def colour_distance(rgb: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """Per pixel, the largest per-channel difference from ``colour`` (0-255)."""
-    return np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
+    """Per pixel, the largest per-channel difference from ``colour`` (one colour or a field; 0-255)."""
+    return np.abs(rgb.astype(np.float32) - np.asarray(colour, np.float32)).max(axis=-1)
+
+
+def outside_of(mask: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` 4-connected to the picture's border."""
+    labels, _ = label(mask, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
+
+
+def background_field(rgb: np.ndarray, tolerance: int) -> np.ndarray:
+    """The background's colour at every pixel (HxWx3 float32), for plain, gradient and vignette backgrounds.
+
+    First a quadratic surface through the border pixels; then, twice, the background flood-filled from the
+    border with it and a quartic surface fitted to all of that background. Refused when the border is busy.
+    """
+    h, w = rgb.shape[:2]
+    ring = np.zeros((h, w), bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    field = fit_surface(rgb, ring, 2)
+    near = (colour_distance(rgb[ring], field[ring]) <= max(tolerance, 8)).mean()
+    if near < 0.5:
+        colour = np.median(border_pixels(rgb), axis=0).astype(int).tolist()
+        raise ColabkitError(_(
+            "the picture's border is not one plain or smoothly shaded colour (only {share} of it is near {colour}): "
+            "the flood fill needs a plain light background. Generate with 'white background, simple background' "
+            "in the prompt, raise tolerance, or give model_file (a BiRefNet or isnet-anime .onnx).").format(
+                share=f"{near:.0%}", colour=colour))
+    for _round in range(2):
+        background = outside_of(colour_distance(rgb, field) <= tolerance)
+        if background.sum() < 64:
+            break
+        field = fit_surface(rgb, background, 4)
+    return field
 
 
 def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
@@ -53,38 +121,149 @@ def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def key_background(rgb: np.ndarray, tolerance: int = 24, softness: int = 48) -> np.ndarray:
-    """An RGBA array: ``rgb`` with its border-connected plain background transparent and soft edges.
+def _offsets(radius: int) -> list[tuple[int, int]]:
+    """Window offsets, nearest first."""
+    offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    return sorted(offs, key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
 
-    ``tolerance``: a pixel within this (per channel, 0-255) of the background colour is background if it
-    connects to the border. ``softness``: the shortest alpha ramp (in the same units) of an edge pixel, for
-    shapes whose colour is close to the background's.
+
+def nearest_colour(rgb: np.ndarray, known: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int):
+    """For pixels (ys, xs): the colour of the nearest ``known`` pixel within ``radius`` (and whether one was)."""
+    h, w = known.shape
+    out = np.zeros((len(ys), 3), np.float32)
+    found = np.zeros(len(ys), bool)
+    for dy, dx in _offsets(radius):
+        todo = ~found
+        if not todo.any():
+            break
+        y, x = np.clip(ys[todo] + dy, 0, h - 1), np.clip(xs[todo] + dx, 0, w - 1)
+        hit = known[y, x]
+        idx = np.nonzero(todo)[0][hit]
+        out[idx] = rgb[y[hit], x[hit]]
+        found[idx] = True
+    return out, found
+
+
+def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np.ndarray, band: int,
+                softness: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Soft alpha and un-mixed colour for the pixels of ``ring`` (the anti-aliased band of a sprite).
+
+    A band pixel is a mix ``a * O + (1 - a) * L`` of the sprite's colour O (the colour of ``inside`` farthest
+    from L within ``band + 1`` px) and the background's colour L there (``field``). ``a`` is the pixel's
+    projection on the line from L to O (``softness``: the shortest span, for pale sprites); where ``a`` is at
+    least 0.4 the colour is solved back (``L + (pixel - L) / a``) and blended towards O as ``a`` falls; below
+    0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). Returns (ys, xs) of the band and, per band pixel, alpha (0-1) and colour.
     """
+    ys, xs = np.nonzero(ring)
+    p = rgb[ys, xs].astype(np.float32)
+    local = field[ys, xs].astype(np.float32)
+    h, w = ring.shape
+    best = p.copy()
+    best_d = np.where(inside[ys, xs], ((p - local) ** 2).sum(axis=1), -1.0)
+    for dy, dx in _offsets(band + 1):
+        y, x = np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)
+        c = rgb[y, x].astype(np.float32)
+        d = ((c - local) ** 2).sum(axis=1)
+        better = inside[y, x] & (d > best_d)
+        best[better], best_d[better] = c[better], d[better]
+    span = np.maximum(best_d, float(softness) ** 2)
+    alpha = np.clip(((p - local) * (best - local)).sum(axis=1) / span, 0.0, 1.0)
+    solved = local + (p - local) / np.maximum(alpha, 1e-3)[:, None]
+    trust = np.clip((alpha - 0.4) / 0.6, 0.0, 1.0)[:, None]  # the solved colour, more as less is divided
+    colour = best * (1 - trust) + solved * trust
+    colour = np.where((alpha >= 0.999)[:, None], p, colour)
+    return ys, xs, alpha, np.clip(np.round(colour), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Keyed:
+    rgba: np.ndarray
+    holes: list[tuple[int, int, int, int]]  # enclosed background-coloured regions (boxes), numbered from 1
+    cleared: list[int]  # the numbers of those made transparent
+    background: np.ndarray  # the background's colour per pixel (float32)
+
+
+def parse_holes(holes: str) -> tuple[str, set[int]]:
+    """'keep' | 'clear' | '1, 3' -> (mode, numbers)."""
+    text = str(holes).strip().lower()
+    if text in ("keep", "clear", ""):
+        return text or "keep", set()
+    try:
+        return "some", {int(x) for x in text.replace(";", ",").replace(" ", ",").split(",") if x}
+    except ValueError:
+        raise ColabkitError(_("holes {value!r}: write keep, clear, or the numbers of the holes to clear from the "
+                              "preview, e.g. 1, 3.").format(value=holes)) from None
+
+
+def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows: str = "soft",
+              close_gaps: float = 0, holes: str = "keep", band: int | None = None) -> Keyed:
+    """Key the background of ``rgb`` out; see ``key_background``. ``close_gaps`` and ``band`` in pixels."""
     rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
-    colour = background_colour(rgb, tolerance)
-    dist = colour_distance(rgb, colour)
-    candidate = dist <= tolerance
-    labels, n = label(candidate, connectivity=4)
-    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = outside[outside > 0]
-    background = np.isin(labels, outside)
-    alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)
-    alpha[background] = 0
-    # The edge band: foreground pixels within EDGE px of the outside background.
-    band = dilate(background, EDGE) & ~background
-    # An edge pixel is a mix of the background and the colour just inside it: its alpha is how far its
-    # colour went from the background towards that one (the farthest colour within EDGE px).
-    inside = max_filter(np.where(background, 0, dist), EDGE)[band].astype(np.float32)
-    span = np.maximum(inside - tolerance, softness)
-    ramp = np.clip((dist[band].astype(np.float32) - tolerance) / span, 0.0, 1.0)
-    alpha[band] = np.round(ramp * 255).astype(np.uint8)
-    out = np.dstack([rgb, alpha])
-    partial = band & (alpha > 0) & (alpha < 255)
-    if partial.any():
-        a = alpha[partial].astype(np.float32)[:, None] / 255.0
-        un = (rgb[partial].astype(np.float32) - (1.0 - a) * colour.astype(np.float32)) / a
-        out[partial, :3] = np.clip(np.round(un), 0, 255).astype(np.uint8)
-    return out
+    h, w = rgb.shape[:2]
+    band = band if band is not None else max(2, round(2 * scale_of(rgb.shape)))
+    field = background_field(rgb, tolerance)
+    f = rgb.astype(np.float32)
+    dist = colour_distance(f, field)
+    plain = dist <= tolerance
+    # A shadow darkens the background evenly: the pixel is the background times one factor (within noise).
+    ratio = (f / np.maximum(field, 1.0)).mean(axis=2)
+    neutral = np.abs(f - ratio[..., None] * field).max(axis=2) <= max(8.0, tolerance / 2)
+    shadowlike = ~plain & neutral & (ratio < 1) & (ratio >= 1 - MAX_SHADOW) if shadows != "keep" else \
+        np.zeros((h, w), bool)
+    passable = plain | shadowlike
+    flood = passable
+    radius = int(np.ceil(close_gaps / 2)) if close_gaps > 0 else 0
+    if radius:  # the sprites grown by half the gap: openings narrower than close_gaps do not let the fill in
+        flood = passable & ~dilate(~passable, radius)
+    outside = outside_of(flood)
+    if radius:
+        outside = dilate(outside, radius + 1) & passable
+    # Enclosed background-coloured regions: numbered (the preview shows the numbers), kept or cleared.
+    enclosed, n = label(plain & ~outside, connectivity=4)
+    mode, numbers = parse_holes(holes)
+    min_hole = max(16, round(64 * scale_of(rgb.shape) ** 2))
+    boxes, cleared = [], []
+    if n:
+        sizes = np.bincount(enclosed.ravel(), minlength=n + 1)
+        for k in np.nonzero(sizes >= min_hole)[0]:
+            if k == 0:
+                continue
+            ys, xs = np.nonzero(enclosed == k)
+            boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+            if mode == "clear" or len(boxes) in numbers:
+                outside |= enclosed == k
+                cleared.append(len(boxes))
+    foreground = ~outside
+    alpha = np.where(foreground, 1.0, 0.0).astype(np.float32)
+    out_rgb = rgb.copy()
+    shade = outside & shadowlike
+    if shadows == "soft":  # black, as opaque as the shadow is dark: over any ground it darkens as it did here
+        alpha[shade] = 1.0 - ratio[shade]
+        out_rgb[shade] = 0
+    # The anti-aliased band: the sprite's pixels next to the background, and the shadow-like pixels next to
+    # the sprite (a dark outline's anti-aliasing looks like a shadow: it is the sprite's edge).
+    ring = (foreground & dilate(outside, band)) | (shade & dilate(foreground, band))
+    ys, xs, a, colour = unmix_edges(rgb, ring, foreground, field, band, softness)
+    edge_wins = ~shade[ys, xs] | (a >= alpha[ys, xs])  # a soft shadow under the edge keeps its own alpha
+    alpha[ys[edge_wins], xs[edge_wins]] = a[edge_wins]
+    out_rgb[ys[edge_wins], xs[edge_wins]] = colour[edge_wins]
+    a8 = np.round(alpha * 255).astype(np.uint8)
+    return Keyed(rgba=np.dstack([out_rgb, a8]), holes=boxes, cleared=cleared, background=field)
+
+
+def key_background(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows: str = "soft",
+                   close_gaps: float = 0, holes: str = "keep") -> np.ndarray:
+    """An RGBA array: ``rgb`` with its border-connected light background transparent and soft edges.
+
+    ``tolerance``: a pixel within this (per channel, 0-255) of the background's colour *at that pixel*
+    (estimated over the whole picture, so gradients and vignettes key cleanly) is background if it
+    connects to the border. ``softness``: the shortest alpha ramp (same units) of an edge pixel, for shapes
+    whose colour is close to the background's. ``shadows``: drop shadows (neutral darkenings of the
+    background connected to it) are kept opaque ("keep"), made black with the alpha of their darkness
+    ("soft"), or removed. ``close_gaps``: openings in an outline narrower than this many pixels do not let
+    the background in. ``holes``: enclosed background-coloured regions: "keep", "clear" or their numbers.
+    """
+    return key_sheet(rgb, tolerance, softness, shadows, close_gaps, holes).rgba
 
 
 # -- a learned matting model (optional) -------------------------------------------------------------------------
