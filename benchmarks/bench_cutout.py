@@ -37,8 +37,8 @@ def run(rgb, shadows, close_gaps, holes):
         from colabkit.assets.config import CutoutConfig
 
         cfg = CutoutConfig(input_folder=".", shadows=shadows, close_gaps=close_gaps, holes=holes)
-        rgba, sprites, _ = cutout.cut_sheet(rgb, cfg)
-        return rgba, len(sprites)
+        cut = cutout.cut_sheet(rgb, cfg)
+        return cut.rgba, len(cut.sprites)
     from colabkit.assets.sprites import split_sprites
 
     rgba = cutout.cut_out(rgb)

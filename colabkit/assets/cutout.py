@@ -1,10 +1,13 @@
-"""Key a plain light background to transparency (numpy + PIL), or use a matting model through onnxruntime.
+"""Key a light background to transparency (numpy + PIL), or use a matting model through onnxruntime.
 
 Flood fill, not a colour key: only background-coloured pixels connected to the picture's border become
-transparent, so a white eye or a hole inside a shape stays opaque unless it opens to the outside. The
-edge is soft: pixels next to the background get an alpha from how far their colour is from it (an
-anti-aliased line keeps its smooth edge), and their colour is un-mixed from the background so no
-light halo shows on a dark game scene. Every other pixel keeps its exact colour.
+transparent, so a white eye inside a shape stays opaque unless it opens to the outside (enclosed regions
+are numbered and kept or cleared by a setting; ``close_gaps`` stops the fill at small breaks in an outline).
+The background's colour is estimated at every pixel (a smooth surface), so gradients and vignettes key as
+cleanly as a plain one. Drop shadows (even darkenings of the background) are kept, made soft (black with
+the alpha of their darkness) or removed. Over the whole anti-aliased band of each sprite, alpha comes
+from how far a pixel went from the background towards the sprite's colour, and that colour is un-mixed
+from the background, so no light rim shows on a dark game scene. Every other pixel keeps its exact colour.
 """
 
 from __future__ import annotations
@@ -145,14 +148,15 @@ def nearest_colour(rgb: np.ndarray, known: np.ndarray, ys: np.ndarray, xs: np.nd
 
 
 def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np.ndarray, band: int,
-                softness: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                softness: int, tolerance: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Soft alpha and un-mixed colour for the pixels of ``ring`` (the anti-aliased band of a sprite).
 
     A band pixel is a mix ``a * O + (1 - a) * L`` of the sprite's colour O (the colour of ``inside`` farthest
     from L within ``band + 1`` px) and the background's colour L there (``field``). ``a`` is the pixel's
     projection on the line from L to O (``softness``: the shortest span, for pale sprites); where ``a`` is at
     least 0.4 the colour is solved back (``L + (pixel - L) / a``) and blended towards O as ``a`` falls; below
-    0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). Returns (ys, xs) of the band and, per band pixel, alpha (0-1) and colour.
+    0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). A pixel past halfway but off that line (by more than half ``tolerance``)
+    mixes two of the sprite's own colours and stays opaque, as does one nearly O. Returns (ys, xs) of the band and, per band pixel, alpha (0-1) and colour.
     """
     ys, xs = np.nonzero(ring)
     p = rgb[ys, xs].astype(np.float32)
@@ -168,6 +172,10 @@ def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np
         best[better], best_d[better] = c[better], d[better]
     span = np.maximum(best_d, float(softness) ** 2)
     alpha = np.clip(((p - local) * (best - local)).sum(axis=1) / span, 0.0, 1.0)
+    # Mostly O but off the line from L to O: a mix of two of the sprite's own colours (an outline's inner
+    # side); or nearly O: opaque, unchanged. (Off the line and near L is background noise: it keeps its ramp.)
+    off_line = np.abs(p - (local + alpha[:, None] * (best - local))).max(axis=1) > max(tolerance / 2, 8.0)
+    alpha[(off_line & (alpha >= 0.5)) | (alpha >= 0.85)] = 1.0
     solved = local + (p - local) / np.maximum(alpha, 1e-3)[:, None]
     trust = np.clip((alpha - 0.4) / 0.6, 0.0, 1.0)[:, None]  # the solved colour, more as less is divided
     colour = best * (1 - trust) + solved * trust
@@ -243,7 +251,7 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     # The anti-aliased band: the sprite's pixels next to the background, and the shadow-like pixels next to
     # the sprite (a dark outline's anti-aliasing looks like a shadow: it is the sprite's edge).
     ring = (foreground & dilate(outside, band)) | (shade & dilate(foreground, band))
-    ys, xs, a, colour = unmix_edges(rgb, ring, foreground, field, band, softness)
+    ys, xs, a, colour = unmix_edges(rgb, ring, foreground, field, band, softness, tolerance)
     edge_wins = ~shade[ys, xs] | (a >= alpha[ys, xs])  # a soft shadow under the edge keeps its own alpha
     alpha[ys[edge_wins], xs[edge_wins]] = a[edge_wins]
     out_rgb[ys[edge_wins], xs[edge_wins]] = colour[edge_wins]
@@ -312,12 +320,83 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
     return np.asarray(mask, dtype=np.uint8)
 
 
-def cut_out(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, model_file: str = "") -> np.ndarray:
-    """RGBA: the model's alpha when ``model_file`` is given, else the flood-filled background key."""
+def unmix_alpha(rgb: np.ndarray, alpha: np.ndarray, band: int) -> np.ndarray:
+    """Colours for a matting model's soft alpha: the background's colour un-mixed from the edge pixels.
+
+    The background is a smooth surface fitted to the pixels the model calls background; an edge pixel with
+    alpha a is solved back (``L + (pixel - L) / a``), blended towards the nearest opaque pixel's colour as
+    ``a`` falls (below 0.4: that colour alone, where dividing JPEG noise would make a rim).
+    """
+    out = rgb.copy()
+    clear = alpha < 16
+    if clear.sum() < 64:
+        return out
+    field = fit_surface(rgb, clear, 4)
+    soft = (alpha >= 1) & (alpha < 250)
+    ys, xs = np.nonzero(soft)
+    if not len(ys):
+        return out
+    a = alpha[ys, xs].astype(np.float32)[:, None] / 255.0
+    p, local = rgb[ys, xs].astype(np.float32), field[ys, xs]
+    solved = local + (p - local) / a
+    near, found = nearest_colour(rgb, alpha >= 250, ys, xs, 2 * band + 2)
+    near = np.where(found[:, None], near, np.clip(solved, 0, 255))
+    trust = np.clip((a - 0.4) / 0.6, 0.0, 1.0)
+    out[ys, xs] = np.clip(np.round(near * (1 - trust) + solved * trust), 0, 255).astype(np.uint8)
+    return out
+
+
+def cut_out(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, model_file: str = "", **options) -> np.ndarray:
+    """RGBA: the model's alpha (colours un-mixed) when ``model_file`` is given, else the keyed background.
+
+    ``options``: ``key_background``'s shadows, close_gaps and holes (in pixels).
+    """
     rgb = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
     if model_file:
-        return np.dstack([rgb, model_alpha(rgb, model_file)])
-    return key_background(rgb, tolerance, softness)
+        alpha = model_alpha(rgb, model_file)
+        return np.dstack([unmix_alpha(rgb, alpha, max(2, round(2 * scale_of(rgb.shape)))), alpha])
+    return key_background(rgb, tolerance, softness, **options)
+
+
+@dataclass
+class CutSheet:
+    rgba: np.ndarray
+    sprites: list  # sprites.Sprite, in reading order
+    holes: list[tuple[int, int, int, int]]  # enclosed background-coloured regions, numbered from 1
+    cleared: list[int]
+    notes: list[str]  # warnings for the person
+
+
+def cut_sheet(rgb: np.ndarray, cfg, already_cut: bool = False) -> CutSheet:
+    """One picture through the settings of ``cfg`` (a CutoutConfig): keyed (or the model's), then split.
+
+    Sizes in ``cfg`` are pixels of a 1024 px picture: scaled here by the picture's longest side / 1024.
+    ``already_cut``: ``rgb`` is an RGBA picture with its own transparency: only split.
+    """
+    from colabkit.assets.sprites import split_sprites
+
+    arr = np.asarray(rgb)
+    scale = scale_of(arr.shape)
+    holes, cleared, threshold = [], [], 1
+    if already_cut:
+        rgba = np.ascontiguousarray(arr, dtype=np.uint8)
+    elif cfg.model_file:
+        rgba = cut_out(arr, model_file=cfg.model_file)
+        threshold = max(cfg.alpha_threshold, 1)
+    else:
+        keyed = key_sheet(arr[..., :3], cfg.tolerance, cfg.softness, cfg.shadows, cfg.close_gaps * scale, cfg.holes)
+        rgba, holes, cleared = keyed.rgba, keyed.holes, keyed.cleared
+    sprites = split_sprites(rgba, gap=round(cfg.gap * scale), min_area=round(cfg.min_area * scale * scale),
+                            margin=round(cfg.margin * scale), threshold=threshold)
+    notes = []
+    h, w = rgba.shape[:2]
+    for i, s in enumerate(sprites, 1):
+        l, t, r, b = s.box
+        if (r - l) * (b - t) > 0.4 * w * h:
+            notes.append(_("sprite {number} covers {share} of the picture: the background was probably not all "
+                           "found. Raise tolerance, set close_gaps, or give model_file.").format(
+                               number=i, share=f"{(r - l) * (b - t) / (w * h):.0%}"))
+    return CutSheet(rgba, sprites, holes, cleared, notes)
 
 
 # -- the step: a folder of pictures -> sprites, atlas, JSON -------------------------------------------------------
@@ -341,18 +420,30 @@ def checkerboard(w: int, h: int, cell: int = 12) -> np.ndarray:
     return np.repeat(board, 3, axis=2)
 
 
-def preview(rgba: np.ndarray, boxes: list[tuple[int, int, int, int]]):
-    """The cut-out over a checkerboard (transparency shows) with each sprite's box and number."""
-    from PIL import Image, ImageDraw
+def preview(rgba: np.ndarray, boxes: list[tuple[int, int, int, int]],
+            holes: list[tuple[int, int, int, int]] = (), cleared: list[int] = ()):
+    """The cut-out over a checkerboard (transparency shows) with each sprite's box and number, and each
+    enclosed region (a hole) numbered ``hole N`` in blue (its number is what the ``holes`` setting takes)."""
+    from PIL import Image, ImageDraw, ImageFont
 
     h, w = rgba.shape[:2]
     a = rgba[..., 3:4].astype(np.float32) / 255.0
     rgb = rgba[..., :3].astype(np.float32) * a + checkerboard(w, h).astype(np.float32) * (1 - a)
     im = Image.fromarray(np.round(rgb).astype(np.uint8))
     draw = ImageDraw.Draw(im)
+    side = max(w, h) / PREVIEW_SIDE  # drawn at the picture's size, then shrunk to PREVIEW_SIDE
+    try:
+        font = ImageFont.load_default(size=max(10, round(14 * side)))
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    width = max(1, round(side))
     for i, (l, t, r, b) in enumerate(boxes, 1):
-        draw.rectangle((l - 1, t - 1, r, b), outline=(230, 30, 90), width=max(1, w // 400))
-        draw.text((l + 2, t + 1), str(i), fill=(230, 30, 90))
+        draw.rectangle((l - 1, t - 1, r, b), outline=(230, 30, 90), width=width)
+        draw.text((l + 2, t + 1), str(i), fill=(230, 30, 90), font=font)
+    for i, (l, t, r, b) in enumerate(holes, 1):
+        colour = (40, 90, 230) if i not in cleared else (120, 120, 120)
+        draw.rectangle((l, t, r - 1, b - 1), outline=colour, width=width)
+        draw.text((l + 2, t + 1), _("hole {number}").format(number=i), fill=colour, font=font)
     im.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return im
 
@@ -373,70 +464,129 @@ def _folders(cfg) -> tuple[Path, Path]:
     return source, dest
 
 
+def _read(path: Path):
+    """(RGBA array, has its own transparency) of a picture file."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        has_alpha = "A" in im.getbands() or "transparency" in im.info
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    return rgba, has_alpha and bool((rgba[..., 3] < 255).any())
+
+
+def _unique(name: str, used: set[str]) -> str:
+    out, k = name, 2
+    while out.lower() in used:
+        out, k = f"{name}_{k}", k + 1
+    used.add(out.lower())
+    return out
+
+
+def write_atlas(folder: Path, name: str, frames: dict, cfg) -> list[Path]:
+    """The atlas pages, their JSON hashes and Phaser's multi-atlas JSON in ``folder``; returns the PNG paths."""
+    from PIL import Image
+
+    from colabkit import files
+    from colabkit.assets.atlas import build_atlas, multiatlas
+
+    pages = build_atlas(frames, name, cfg.atlas_padding, cfg.max_size, cfg.power_of_two, cfg.extrude)
+    out = []
+    for image, array, data in pages:
+        out.append(files.write_bytes(folder / image, png_bytes(Image.fromarray(array, "RGBA"))))
+        files.write_json(folder / (image[:-4] + ".json"), data)
+    files.write_json(folder / f"{name}.multiatlas.json", multiatlas(pages))
+    return out
+
+
 def cut_out_images(cfg) -> list[Path]:
     """Cut every picture of the input folder out; returns each picture's output folder.
 
     For ``picture.png``: ``<output>/picture/`` gets ``cutout.png`` (the whole picture, transparent background),
-    ``picture_01.png``, ``picture_02.png``... (the sprites), ``atlas.png`` + ``atlas.json`` and ``preview.png``.
-    The input pictures are only read.
+    ``picture_01.png``, ``picture_02.png``... (the sprites, or the names given in ``names``) and ``preview.png``.
+    With ``one_atlas`` the output folder gets one atlas for all of them, ``<atlas_name>.png`` + ``.json`` (or
+    pages ``-0``, ``-1``...) and ``<atlas_name>.multiatlas.json``; else each picture's folder gets its own
+    ``<picture>_atlas``. The input pictures are only read.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
     from tqdm.auto import tqdm
 
     from colabkit import display, files
-    from colabkit.assets.atlas import build_atlas
-    from colabkit.assets.sprites import reduce_palette, split_sprites
+    from colabkit.assets.atlas import Frame
+    from colabkit.assets.sprites import bleed, on_canvas, reduce_palette, sprite_names
 
     source, dest = _folders(cfg)
     pictures = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                       and not p.name.startswith("."))
     if not pictures:
-        raise ColabkitError(f"No pictures (.png, .jpg, .webp...) directly in {source}.")
-    done, rows, skipped, used = [], [], [], set()
+        raise ColabkitError(_("No pictures (.png, .jpg, .webp...) directly in {folder}.").format(folder=source))
+    done, rows, skipped, notes, used = [], [], [], [], set()
+    cut: list[tuple[str, Path, CutSheet]] = []
     for path in tqdm(pictures, desc="cutting out", unit="picture"):
         try:
-            with Image.open(path) as im:
-                im = ImageOps.exif_transpose(im)
-                has_alpha = "A" in im.getbands() or "transparency" in im.info
-                rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+            rgba, transparent = _read(path)
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            skipped.append(f"{path.name}: not readable as a picture ({e})")
+            skipped.append(_("{name}: not readable as a picture ({error})").format(name=path.name, error=e))
             continue
         try:
-            if has_alpha and (rgba[..., 3] < 255).any():
-                sheet = rgba  # already transparent (cut out elsewhere): only split it
-            else:
-                sheet = cut_out(rgba[..., :3], cfg.tolerance, cfg.softness, cfg.model_file)
+            sheet = cut_sheet(rgba if transparent else rgba[..., :3], cfg, already_cut=transparent)
         except ColabkitError as e:
             if cfg.model_file:
                 raise
             skipped.append(f"{path.name}: {e}")
             continue
-        sprites = split_sprites(sheet, gap=cfg.gap, min_area=cfg.min_area, margin=cfg.margin)
         # picture.png and picture.jpg both exist: the second gets its suffix in the name, never a shared folder
-        stem = path.stem if path.stem not in used else f"{path.stem}-{path.suffix.lstrip('.').lower()}"
-        used.add(stem)
+        stem = path.stem if path.stem.lower() not in used else f"{path.stem}-{path.suffix.lstrip('.').lower()}"
+        used.add(stem.lower())
+        cut.append((stem, path, sheet))
+        notes.extend(f"{path.name}: {n}" for n in sheet.notes)
+    # the set's sprites: one canvas, one naming, one atlas
+    every = [(stem, path, i, s) for stem, path, sheet in cut for i, s in enumerate(sheet.sprites, 1)]
+    scale = max((scale_of(sheet.rgba.shape) for _s, _p, sheet in cut), default=1.0)
+    placed = on_canvas([s.image for *_rest, s in every], cfg.canvas, cfg.canvas_height,
+                       round(cfg.margin * scale), cfg.pivot_xy)
+    given = sprite_names(cfg.names)
+    frames_of: dict[str, dict] = {stem: {} for stem, _p, _s in cut}
+    names_used = {stem.lower() for stem, _p, _s in cut}
+    for k, ((stem, path, i, s), (image, pivot)) in enumerate(zip(every, placed)):
+        name = _unique(given[k] if k < len(given) else f"{stem}_{i:02d}", names_used)
+        pixels = reduce_palette(image, cfg.palette_colors) if cfg.palette_colors else image
+        pixels = bleed(pixels)
+        l, t, r, b = s.box
+        files.write_bytes(dest / stem / f"{name}.png", png_bytes(Image.fromarray(pixels, "RGBA")))
+        frames_of[stem][f"{name}.png"] = Frame(pixels, pivot, {"image": path.name, "x": l, "y": t, "w": r - l,
+                                                               "h": b - t})
+    for stem, path, sheet in cut:
         folder = dest / stem
-        files.write_bytes(folder / "cutout.png", png_bytes(Image.fromarray(sheet, "RGBA")))
-        frames = {}
-        for i, s in enumerate(sprites, 1):
-            pixels = reduce_palette(s.image, cfg.palette_colors) if cfg.palette_colors else s.image
-            name = f"{stem}_{i:02d}.png"
-            files.write_bytes(folder / name, png_bytes(Image.fromarray(pixels, "RGBA")))
-            frames[name] = pixels
-        if frames:
-            atlas, meta = build_atlas(frames, "atlas.png", cfg.atlas_padding)
-            meta["meta"]["source"] = path.name
-            files.write_bytes(folder / "atlas.png", png_bytes(Image.fromarray(atlas, "RGBA")))
-            files.write_json(folder / "atlas.json", meta)
-        files.write_bytes(folder / "preview.png", png_bytes(preview(sheet, [s.box for s in sprites])))
+        files.write_bytes(folder / "cutout.png", png_bytes(Image.fromarray(bleed(sheet.rgba), "RGBA")))
+        if frames_of[stem] and not cfg.one_atlas:
+            write_atlas(folder, f"{stem}_atlas", frames_of[stem], cfg)
+        files.write_bytes(folder / "preview.png", png_bytes(
+            preview(sheet.rgba, [s.box for s in sheet.sprites], sheet.holes, sheet.cleared)))
         done.append(folder)
-        rows.append({"picture": path.name, "sprites": len(sprites), "saved in": str(folder)})
-    display.show_table(rows, f"Cut out {len(done)} of {len(pictures)} pictures from {source}")
+        rows.append({_("picture"): path.name, _("sprites"): len(sheet.sprites), _("holes"): len(sheet.holes),
+                     _("saved in"): str(folder)})
+    atlas_pages = []
+    if cfg.one_atlas and any(frames_of.values()):
+        name = cfg.atlas_name.strip() or _safe_name(source.name)
+        atlas_pages = write_atlas(dest, name, {k: v for f in frames_of.values() for k, v in f.items()}, cfg)
+    display.show_table(rows, _("Cut out {done} of {total} pictures from {folder}").format(
+        done=len(done), total=len(pictures), folder=source))
+    if atlas_pages:
+        display.show_text(_("One atlas for the set: {pages}").format(pages=", ".join(str(p) for p in atlas_pages)))
     for line in skipped:
-        display.show_text(f"skipped {line}", "warn")
+        display.show_text(_("skipped {line}").format(line=line), "warn")
+    for line in notes:
+        display.show_text(line, "warn")
     for folder in done[:8]:
-        display.show_image(folder / "preview.png", f"{folder.name}: cut out, sprites numbered", width=600)
+        display.show_image(folder / "preview.png", _("{name}: cut out, sprites and holes numbered").format(
+            name=folder.name), width=600)
     if len(done) > 8:
-        display.show_text(f"... and {len(done) - 8} more in {dest}")
+        display.show_text(_("... and {more} more in {folder}").format(more=len(done) - 8, folder=dest))
     return done
+
+
+def _safe_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^\w\-]+", "_", name).strip("_") or "atlas"
