@@ -7,7 +7,7 @@ before and after a change come from the same sheets. Columns:
 
 - sprites: sprites found / expected (9: gem, ball, 2 snowmen, donut, crate, sword, star, tree + leaf)
 - shadow@255: share of drop-shadow pixels (3+ px from any prop) left fully opaque
-- bg left: share of plain background pixels (3+ px from props and shadows; not the donut's hole) at alpha >= 128
+- bg left: share of plain background pixels (3+ px from props, shadows and enclosed pockets) at alpha >= 128
 - bright rim: edge pixels of the dark gem (alpha > 8) brighter than its fill + 40 in any channel
 - red err: mean largest channel error of the red ball's partial-alpha edge from its pure red
 - snow kept / snow(gap) kept: share of each white snowman body left opaque
@@ -52,7 +52,7 @@ def measure(sheet, rgba, count):
         props |= cov > 0
     near = dilate(props, 3)
     shadow = (sheet.shadow > 0.15) & ~near
-    plain = ~near & ~dilate(sheet.shadow > 0.02, 2) & ~dilate(sheet.holes["donut"], 4)
+    plain = ~near & ~dilate(sheet.shadow > 0.02, 2) & ~dilate(sheet.holes["all"], 3)
     gem_band = dilate(sheet.objects["gem"] > 0, 2) & (alpha > 8)
     bright = int((rgba[..., :3][gem_band].astype(int) > max(GEM) + 40).any(axis=1).sum())
     ball = sheet.objects["ball"]

@@ -50,10 +50,9 @@ def fit_surface(rgb: np.ndarray, mask: np.ndarray, degree: int, max_samples: int
     samples farthest from the first fit (specks, shadow tails) before the second.
     """
     h, w = mask.shape
-    ys, xs = np.nonzero(mask)
-    if len(ys) > max_samples:
-        pick = np.random.default_rng(0).choice(len(ys), max_samples, replace=False)
-        ys, xs = ys[pick], xs[pick]
+    step = max(1, int(np.sqrt(mask.sum() / max_samples)))  # a regular subsample of at most ~max_samples
+    ys, xs = np.nonzero(mask[::step, ::step])
+    ys, xs = ys * step, xs * step
     ny, nx = ys / max(h - 1, 1) * 2 - 1, xs / max(w - 1, 1) * 2 - 1
     values = rgb[ys, xs].astype(np.float64)
     a = _design(ny, nx, degree)
@@ -62,15 +61,16 @@ def fit_surface(rgb: np.ndarray, mask: np.ndarray, degree: int, max_samples: int
         coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
         err = np.abs(a @ coef - values).max(axis=1)
         keep = err <= max(np.quantile(err, 0.9), 2.0)
-    # evaluated separably: field[y, x] = sum c_ij y^i x^j
+    # evaluated separably: field[y, x, c] = sum_ij y^i C_c[i, j] x^j = (Py @ C_c @ Px^T)[y, x]
     py = _powers(np.linspace(-1, 1, h), degree)
     px = _powers(np.linspace(-1, 1, w), degree)
-    field = np.zeros((h, w, 3), np.float32)
+    mats = np.zeros((3, degree + 1, degree + 1))
     k = 0
     for i in range(degree + 1):
         for j in range(degree + 1 - i):
-            field += (py[:, i][:, None, None] * px[:, j][None, :, None] * coef[k]).astype(np.float32)
+            mats[:, i, j] = coef[k]
             k += 1
+    field = np.stack([py @ mats[c] @ px.T for c in range(3)], axis=-1).astype(np.float32)
     return np.clip(field, 0, 255)
 
 
@@ -215,7 +215,8 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     plain = dist <= tolerance
     # A shadow darkens the background evenly: the pixel is the background times one factor (within noise).
     ratio = (f / np.maximum(field, 1.0)).mean(axis=2)
-    neutral = np.abs(f - ratio[..., None] * field).max(axis=2) <= max(8.0, tolerance / 2)
+    # (JPEG smears a saturated sprite's colour some pixels into its shadow: the full tolerance allows for it)
+    neutral = np.abs(f - ratio[..., None] * field).max(axis=2) <= max(8.0, float(tolerance))
     shadowlike = ~plain & neutral & (ratio < 1) & (ratio >= 1 - MAX_SHADOW) if shadows != "keep" else \
         np.zeros((h, w), bool)
     passable = plain | shadowlike
@@ -246,7 +247,9 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     out_rgb = rgb.copy()
     shade = outside & shadowlike
     if shadows == "soft":  # black, as opaque as the shadow is dark: over any ground it darkens as it did here
-        alpha[shade] = 1.0 - ratio[shade]
+        # (less the darkness the tolerance allows, so the shadow fades to nothing where the background starts)
+        floor = tolerance / np.maximum(field.mean(axis=2), 1.0)
+        alpha[shade] = np.clip((1.0 - ratio - floor) / np.maximum(1.0 - floor, 0.05), 0.0, 1.0)[shade]
         out_rgb[shade] = 0
     # The anti-aliased band: the sprite's pixels next to the background, and the shadow-like pixels next to
     # the sprite (a dark outline's anti-aliasing looks like a shadow: it is the sprite's edge).

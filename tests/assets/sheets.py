@@ -1,7 +1,8 @@
 """Sprite sheets made to look like real generations, with their ground truth (for tests and benchmarks).
 
 Props with soft drop shadows on a warm off-white or a vignette background, saved through JPEG at quality
-80; a white snowman inside its outline, a second one whose outline has a gap, a donut, a dark gem, a
+80; a snowman whose white body is the paper's own colour inside its outline, a second one whose outline
+has a gap, a donut, a dark gem, a
 red ball with no outline, a sword, a pale star, a tree with a falling leaf and a crate touching the
 border. Everything is placed in picture-relative coordinates, so the same sheet comes at 1024 and 2048 px.
 """
@@ -19,7 +20,6 @@ OFF_WHITE = (246, 240, 226)
 OUTLINE = (24, 20, 28)
 GEM = (34, 30, 70)
 RED = (220, 30, 30)
-SNOW = (252, 252, 250)
 # The expected sprites, in reading order (rows of the sheet); the leaf belongs to the tree.
 NAMES = ["gem", "ball", "snowman", "snowman_gap", "donut", "crate", "sword", "star", "tree"]
 
@@ -30,7 +30,7 @@ class Sheet:
     objects: dict[str, np.ndarray]  # name -> coverage 0-1 (float32) of that prop at the final size
     shadow: np.ndarray  # the drop shadows' opacity 0-1 where no prop covers (before JPEG)
     background: np.ndarray  # HxWx3 float32: the clean background colour per pixel
-    holes: dict[str, np.ndarray] = field(default_factory=dict)  # enclosed background: donut hole, snowman body
+    holes: dict[str, np.ndarray] = field(default_factory=dict)  # background enclosed by props: "donut", "all"
     size: int = 1024
 
 
@@ -87,7 +87,8 @@ def make_sheet(size: int = 1024, background: str = "vignette", quality: int | No
     for name, x0, gap in (("snowman", 0.52, 0.0), ("snowman_gap", 0.74, 0.008)):
         d, c = prop(name)
         for box in ((x0 + 0.02, 0.04, x0 + 0.12, 0.12), (x0, 0.11, x0 + 0.14, 0.24)):
-            d.ellipse(rel(box), fill=SNOW + (255,), outline=OUTLINE + (255,), width=w)
+            # the body's white is the paper's own (the background shows through): only its outline encloses it
+            d.ellipse(rel(box), fill=(0, 0, 0, 0), outline=OUTLINE + (255,), width=w)
             c.ellipse(rel(box), fill=255)
         if gap:  # cut the lower body's outline on its left side: an 8 px opening at 1024
             cy = 0.175
@@ -95,7 +96,7 @@ def make_sheet(size: int = 1024, background: str = "vignette", quality: int | No
             ImageDraw.Draw(opening).rectangle(rel((x0 - 0.01, cy - gap / 2, x0 + 0.02, cy + gap / 2)), fill=255)
             body = Image.new("L", (big, big), 0)
             ImageDraw.Draw(body).ellipse(rel((x0, 0.11, x0 + 0.14, 0.24)), fill=255)
-            colour.paste(SNOW + (255,), mask=ImageChops.multiply(opening, body))
+            colour.paste((0, 0, 0, 0), mask=ImageChops.multiply(opening, body))
         drop((x0, 0.04, x0 + 0.14, 0.24), 0.35)
     # row 2: donut, crate on the left border, sword
     d, c = prop("donut")
@@ -153,11 +154,16 @@ def make_sheet(size: int = 1024, background: str = "vignette", quality: int | No
         Image.fromarray(out).save(buf, format="JPEG", quality=quality)
         out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     sh = np.where(any_cover > 0, 0, shade).astype(np.float32)
-    # enclosed background-coloured regions: the donut's hole (background), the snowmen's white bodies (prop)
-    hole = np.zeros((size, size), bool)
-    l, t, r, b = _box((0.38, 0.42, 0.42, 0.46), size)
-    hole[t:b, l:r] = True
-    holes = {"donut": hole}
+    # background enclosed by props (not connected to the border): the donut's hole, the snowmen's necks
+    from colabkit.assets.cutout import outside_of
+
+    free = any_cover == 0
+    enclosed = free & ~outside_of(free)
+    from colabkit.assets.labels import label
+
+    parts, _n = label(enclosed, connectivity=4)
+    centre = parts[round(0.44 * size), round(0.40 * size)]
+    holes = {"donut": parts == centre, "all": enclosed}
     return Sheet(rgb=out, objects=objects, shadow=sh, background=bg.astype(np.float32), holes=holes, size=size)
 
 
