@@ -156,7 +156,8 @@ def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np
     projection on the line from L to O (``softness``: the shortest span, for pale sprites); where ``a`` is at
     least 0.4 the colour is solved back (``L + (pixel - L) / a``) and blended towards O as ``a`` falls; below
     0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). A pixel past halfway but off that line (by more than half ``tolerance``)
-    mixes two of the sprite's own colours and stays opaque, as does one nearly O. Returns (ys, xs) of the band and, per band pixel, alpha (0-1) and colour.
+    mixes two of the sprite's own colours and stays opaque, as does one nearly O. Returns (ys, xs) of the band and, per band pixel, alpha (0-1), colour and
+    whether it lies on that line (a mix of background and sprite).
     """
     ys, xs = np.nonzero(ring)
     p = rgb[ys, xs].astype(np.float32)
@@ -175,12 +176,13 @@ def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np
     # Mostly O but off the line from L to O: a mix of two of the sprite's own colours (an outline's inner
     # side); or nearly O: opaque, unchanged. (Off the line and near L is background noise: it keeps its ramp.)
     off_line = np.abs(p - (local + alpha[:, None] * (best - local))).max(axis=1) > max(tolerance / 2, 8.0)
+    on_line = ~off_line
     alpha[(off_line & (alpha >= 0.5)) | (alpha >= 0.85)] = 1.0
     solved = local + (p - local) / np.maximum(alpha, 1e-3)[:, None]
     trust = np.clip((alpha - 0.4) / 0.6, 0.0, 1.0)[:, None]  # the solved colour, more as less is divided
     colour = best * (1 - trust) + solved * trust
     colour = np.where((alpha >= 0.999)[:, None], p, colour)
-    return ys, xs, alpha, np.clip(np.round(colour), 0, 255).astype(np.uint8)
+    return ys, xs, alpha, np.clip(np.round(colour), 0, 255).astype(np.uint8), on_line
 
 
 @dataclass
@@ -227,8 +229,15 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     outside = outside_of(flood)
     if radius:
         outside = dilate(outside, radius + 1) & passable
+        # a passage narrower than the closing (between a crown and its leaf) is background, not a hole:
+        # regions beside the outside with no pixel the closed fill could reach are thin all through
+        rest, m = label(passable & ~outside, connectivity=4)
+        if m:
+            thick = np.unique(rest[flood & (rest > 0)])
+            beside = np.unique(rest[dilate(outside, 1) & (rest > 0)])
+            outside |= np.isin(rest, np.setdiff1d(beside, thick))
     # Enclosed background-coloured regions: numbered (the preview shows the numbers), kept or cleared.
-    enclosed, n = label(plain & ~outside, connectivity=4)
+    enclosed, n = label(passable & ~outside, connectivity=4)
     mode, numbers = parse_holes(holes)
     min_hole = max(16, round(64 * scale_of(rgb.shape) ** 2))
     boxes, cleared = [], []
@@ -254,8 +263,9 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     # The anti-aliased band: the sprite's pixels next to the background, and the shadow-like pixels next to
     # the sprite (a dark outline's anti-aliasing looks like a shadow: it is the sprite's edge).
     ring = (foreground & dilate(outside, band)) | (shade & dilate(foreground, band))
-    ys, xs, a, colour = unmix_edges(rgb, ring, foreground, field, band, softness, tolerance)
-    edge_wins = ~shade[ys, xs] | (a >= alpha[ys, xs])  # a soft shadow under the edge keeps its own alpha
+    ys, xs, a, colour, mix = unmix_edges(rgb, ring, foreground, field, band, softness, tolerance)
+    # a shadow pixel beside the sprite is its edge only if it is a mix of the background and the sprite
+    edge_wins = ~shade[ys, xs] | (mix & (a >= alpha[ys, xs]))
     alpha[ys[edge_wins], xs[edge_wins]] = a[edge_wins]
     out_rgb[ys[edge_wins], xs[edge_wins]] = colour[edge_wins]
     a8 = np.round(alpha * 255).astype(np.uint8)

@@ -24,12 +24,12 @@ def split_sprites(rgba: np.ndarray, gap: int = 8, min_area: int = 64, margin: in
     Parts (8-connected pixels with alpha >= ``threshold``) with fewer than ``gap`` empty pixels between them
     belong to one sprite (a tree and its falling leaves); sprites with fewer than ``min_area`` such pixels are
     specks and dropped. Fainter pixels (a matting model's soft edge) go with the sprite they lie within
-    ``gap`` of; faint haze farther from any sprite is dropped. Each sprite is trimmed to its box plus
+    ``gap`` of; faint haze farther from any sprite, or under an eighth of ``threshold``, is dropped. Each sprite is trimmed to its box plus
     ``margin`` transparent pixels on every side.
     """
     rgba = np.asarray(rgba, dtype=np.uint8)
     solid = rgba[..., 3] >= max(threshold, 1)
-    opaque = rgba[..., 3] > 0
+    opaque = rgba[..., 3] >= max(1, threshold // 8)  # fainter still is invisible haze: left out
     # Grown by a pixels left/up and b right/down, parts with up to a + b empty pixels between them touch
     # (8-connected): a + b = gap - 1 joins exactly those with fewer than ``gap`` (along rows and columns).
     grown = dilate(solid, (gap - 1) // 2, gap - 1 - (gap - 1) // 2) if gap > 1 else solid

@@ -21,7 +21,7 @@ OUTLINE = (24, 20, 28)
 GEM = (34, 30, 70)
 RED = (220, 30, 30)
 # The expected sprites, in reading order (rows of the sheet); the leaf belongs to the tree.
-NAMES = ["gem", "ball", "snowman", "snowman_gap", "donut", "crate", "sword", "star", "tree"]
+NAMES = ["gem", "ball", "snowman", "snowman_gap", "crate", "donut", "sword", "star", "tree"]
 
 
 @dataclass
@@ -103,7 +103,7 @@ def make_sheet(size: int = 1024, background: str = "vignette", quality: int | No
     d.ellipse(rel((0.30, 0.34, 0.50, 0.54)), fill=(170, 110, 60, 255), outline=OUTLINE + (255,), width=w)
     d.ellipse(rel((0.37, 0.41, 0.43, 0.47)), fill=(0, 0, 0, 0), outline=OUTLINE + (255,), width=w)
     c.ellipse(rel((0.30, 0.34, 0.50, 0.54)), fill=255)
-    c.ellipse(rel((0.37, 0.41, 0.43, 0.47)), fill=0)
+    c.ellipse(rel((0.37 + 0.004, 0.41 + 0.004, 0.43 - 0.004, 0.47 - 0.004)), fill=0)  # inside its outline
     drop((0.30, 0.34, 0.50, 0.54))
     d, c = prop("crate")
     d.rectangle(rel((0.0, 0.32, 0.12, 0.46)), fill=(150, 100, 50, 255), outline=OUTLINE + (255,), width=w)
