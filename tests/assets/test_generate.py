@@ -32,6 +32,28 @@ def test_quoting_round_trips():
     assert back["Note"] == 'a, b: "c"\nd' and back["Steps"] == "4"
 
 
+def test_settings_line_is_written_as_a1111_writes_it(tmp_path):
+    from colabkit.assets.generate import a1111_lora_alias, generation_params
+    from colabkit.assets.pipeline import a1111_model_name
+    from colabkit.train.models.resolve import ResolvedModel
+
+    cfg = GenerateConfig(project_name="p", steps=20, seed=3, size="832x1216")
+    note = f"{a1111_lora_alias('my:lora, v2')}: 0123456789ab"
+    text = format_parameters("a cat <lora:x:0.8>", "", generation_params(cfg, 3, "sd_xl_base_1.0", "31e35c80fc",
+                                                                         note))
+    back = parse_parameters(text)
+    assert back["Lora hashes"] == "mylora v2: 0123456789ab"  # ':' and ',' removed, as A1111 does
+    assert back["RNG"] == "CPU" and back["Model"] == "sd_xl_base_1.0" and back["Size"] == "832x1216"
+    assert "Tiling" not in back
+    assert text.splitlines()[-1].startswith("Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 3, ")
+    file = ResolvedModel(name="SDXL base 1.0", kind="single_file", path=tmp_path / "sd_xl_base_1.0.safetensors",
+                         prediction_type="epsilon", source="cache")
+    assert a1111_model_name(file) == "sd_xl_base_1.0"
+    folder = ResolvedModel(name="x", kind="diffusers", path=tmp_path / "my.model", prediction_type="epsilon",
+                           source="path")
+    assert a1111_model_name(folder) == "my.model"
+
+
 def test_configs_are_checked_once_with_every_problem():
     with pytest.raises(ColabkitError) as e:
         GenerateConfig(project_name="p", size="1000x1000", sampler="DDIM", steps=0, num_images=0)
@@ -76,6 +98,7 @@ def test_generate_writes_pngs_with_parameters_and_the_lora_changes_them(lora_pro
     assert {k: info[k] for k in ("Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Lora hashes")} == {
         "Steps": "2", "Sampler": "DPM++ 2M Karras", "CFG scale": "7", "Seed": "11", "Size": "64x128",
         "Model": "tiny-sdxl", "Lora hashes": f"houtline: {short}"}
+    assert info["RNG"] == "CPU"
     assert read_parameters(first[1])["Seed"] == "12"
 
     again = generate_images(cfg.replace(num_images=1), device="cpu")  # numbered on, never overwriting
