@@ -88,6 +88,8 @@ class CompareConfig(_Config):
     size: str = "1024x1024"
     sampler: Sampler = "DPM++ 2M Karras"
     cell_size: int = 384  # each picture's longest side in the grid
+    no_lora_column: bool = setting(True, N_(
+        "A first column drawn without any LoRA (same prompt and seed), to see what the LoRA changes."))
     prediction_type: Prediction = "auto"  # "auto": read from the checkpoint
 
     def _problems(self):
