@@ -128,35 +128,48 @@ def _scaled(rgba: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(im.resize(size, Image.LANCZOS).convert("RGBA"), dtype=np.uint8)
 
 
+def solid_box(rgba: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the pixels at least half opaque: the object itself, not its soft shadow or faint edge."""
+    from colabkit.assets.atlas import trim_box
+
+    alpha = rgba[..., 3]
+    return trim_box(alpha if (alpha >= 128).sum() == 0 else (alpha >= 128).astype(np.uint8))
+
+
 def on_canvas(images: list[np.ndarray], mode: str = "own", height: int = 256, margin: int = 2,
               pivot: tuple[float, float] = (0.5, 1.0)) -> list[tuple[np.ndarray, tuple[float, float]]]:
     """Each sprite (RGBA) and its pivot as fractions of its size, as a set.
 
-    ``mode`` "own": each keeps its own size; ``pivot`` (fractions of the visible box) is placed on each.
-    "cell": every sprite on one cell (the widest and tallest of the set plus ``margin``), centred and standing
-    on one baseline ``margin`` px above the cell's bottom; ``pivot`` is then a fraction of the cell's inside,
-    the same for every sprite. "height": each first scaled so its visible pixels are ``height`` px tall.
+    The pivot is placed on the object's box (its pixels at least half opaque: a soft shadow below a prop does
+    not move its feet). ``mode`` "own": each keeps its own size. "cell": every sprite on one cell (the
+    widest and tallest of the set plus ``margin``), centred, the objects' bottoms on one baseline; the pivot
+    is then the same for every sprite. "height": each first scaled so its object is ``height`` px tall.
     """
-    from colabkit.assets.atlas import trim_box
-
     px, py = pivot
     if mode == "own":
         out = []
         for im in images:
-            l, t, r, b = trim_box(im[..., 3])
+            l, t, r, b = solid_box(im)
             out.append((im, ((l + px * (r - l)) / im.shape[1], (t + py * (b - t)) / im.shape[0])))
         return out
     parts = [content(im) for im in images]
     if mode == "height":
-        parts = [_scaled(p, height / p.shape[0]) for p in parts]
-    iw, ih = max(p.shape[1] for p in parts), max(p.shape[0] for p in parts)
-    cw, ch = iw + 2 * margin, ih + 2 * margin
+        parts = [_scaled(p, height / max(1, solid_box(p)[3] - solid_box(p)[1])) for p in parts]
+    boxes = [solid_box(p) for p in parts]
+    above = max(b for _l, _t, _r, b in boxes)  # object bottom to the part's top, at most
+    below = max(p.shape[0] - b for p, (_l, _t, _r, b) in zip(parts, boxes))  # shadow under the bottom
+    iw = max(p.shape[1] for p in parts)
+    cw, ch = iw + 2 * margin, above + below + 2 * margin
+    base = margin + above  # the baseline's row
+    tallest = max(b - t for _l, t, _r, b in boxes)  # pivot y runs from the tallest object's top to the baseline
     out = []
-    for p in parts:
+    for p, (l, t, r, b) in zip(parts, boxes):
         cell = np.zeros((ch, cw, 4), np.uint8)
-        x, y = (cw - p.shape[1]) // 2, ch - margin - p.shape[0]
+        x = (cw - (r - l)) // 2 - l  # the object centred
+        x = min(max(x, 0), cw - p.shape[1])
+        y = base - b
         cell[y:y + p.shape[0], x:x + p.shape[1]] = p
-        out.append((cell, ((margin + px * iw) / cw, (margin + py * ih) / ch)))
+        out.append((cell, ((margin + px * iw) / cw, (base - (1 - py) * tallest) / ch)))
     return out
 
 

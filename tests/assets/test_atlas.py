@@ -115,8 +115,8 @@ def test_a_folder_gives_one_atlas_engines_read(folder_of_sheets, tmp_path, max_s
         assert 0 <= x and x + w <= page.shape[1] and 0 <= y and y + h <= page.shape[0]
         assert orig == (png.shape[1], png.shape[0])
         assert visible_equal(drawn(out, image, frame, orig, trim), png)
-        # pivot: the middle of the visible pixels' bottom edge
-        ys, xs = np.nonzero(png[..., 3])
+        # pivot: the middle of the object's bottom edge (its pixels at least half opaque, not its soft shadow)
+        ys, xs = np.nonzero(png[..., 3] >= 128)
         assert anchor["y"] == pytest.approx((ys.max() + 1) / png.shape[0], abs=1e-3)
         assert anchor["x"] == pytest.approx((xs.min() + xs.max() + 1) / 2 / png.shape[1], abs=1e-3)
         p_image, cut, real, p_trim, pivot = phaser[name]
@@ -160,6 +160,14 @@ def test_shared_canvas_and_baseline():
         assert ys.max() == cell.shape[0] - 1 and abs((ys.max() - ys.min() + 1) - 60) <= 1
     own = on_canvas([a], "own", pivot=(0.5, 0.5))
     assert own[0][1] == (10 / 20, 20 / 40)
+    # a soft shadow under the object: the object's bottom stands on the baseline, the shadow hangs below it
+    c = a.copy()
+    c[35:39, 2:18] = (0, 0, 0, 60)
+    (ca, pa), (cc, pc) = on_canvas([a, c], "cell", margin=2)
+    assert ca.shape == cc.shape and pa == pc
+    assert np.nonzero(ca[..., 3] >= 128)[0].max() == np.nonzero(cc[..., 3] >= 128)[0].max()
+    assert round(pc[1] * cc.shape[0]) == np.nonzero(cc[..., 3] >= 128)[0].max() + 1
+    assert np.nonzero(on_canvas([c], "own")[0][0][..., 3])[0].max() == 38 and on_canvas([c], "own")[0][1][1] == 35 / 40
 
 
 def test_names_from_a_list_and_one_cell(folder_of_sheets, tmp_path):
