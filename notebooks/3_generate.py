@@ -109,7 +109,9 @@ pictures = generate_images(GenerateConfig(
 # - **gap**: parts closer than this are one sprite. **min_area**: smaller specks are dropped.
 # - **canvas**: *own* size per sprite; *cell*: one cell size for the set, on one baseline; *height*: all scaled
 #   to **canvas_height** first. **names**: names for the sprites in order, e.g. `sword, shield, potion`.
-# - **palette_colors**: for pixel art, e.g. 16; 0 keeps every colour.
+# - **pixel_art**: finds the size of the generated "pixels", shrinks every sprite to one pixel per block and gives
+#   the set one palette (`palette.png`, `palette.hex`) of **palette_colors** colours (16 when 0).
+# - **palette_colors**: without pixel_art, reduces each sprite to this many colours; 0 keeps every colour.
 # - **model_file**: optional, an `.onnx` background-removal model on Drive for busy backgrounds: BiRefNet
 #   (MIT) or isnet-anime (Apache-2.0). Not BRIA RMBG: its licence forbids commercial use.
 
@@ -128,6 +130,7 @@ names = ""  # @param {type:"string"}
 pivot = "0.5, 1"  # @param {type:"string"}
 power_of_two = False  # @param {type:"boolean"}
 palette_colors = 0  # @param {type:"integer"}
+pixel_art = False  # @param {type:"boolean"}
 model_file = ""  # @param {type:"string"}
 
 from colabkit.assets.config import CutoutConfig
@@ -136,4 +139,5 @@ from colabkit.assets.cutout import cut_out_images
 asset_folders = cut_out_images(CutoutConfig(
     project_name=project_name, input_folder=input_folder, shadows=shadows, close_gaps=close_gaps, holes=holes,
     tolerance=tolerance, gap=gap, min_area=min_area, canvas=canvas, canvas_height=canvas_height, names=names,
-    pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, model_file=model_file))
+    pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, pixel_art=pixel_art,
+    model_file=model_file))

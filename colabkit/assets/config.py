@@ -166,7 +166,12 @@ class CutoutConfig(_Config):
     alpha_threshold: int = setting(128, N_(
         "With a matting model: sprites are grouped on pixels at least this opaque (0-255); fainter haze "
         "joins the sprite it touches or is dropped, and the soft alpha is kept."))
-    palette_colors: int = setting(0, N_("> 0: reduce each sprite to this many colours (pixel art); 0: off."))
+    palette_colors: int = setting(0, N_(
+        "> 0: reduce each sprite to this many colours (with pixel_art: the set's one palette); 0: off."))
+    pixel_art: bool = setting(False, N_(
+        "Pixel art: find the size of the generated 'pixels', shrink every sprite to one pixel per block (nearest "
+        "neighbour) and give the set one palette (palette_colors, 16 when 0), saved as palette.png and .hex."))
+    pixel_size: int = setting(0, N_("With pixel_art: one art pixel's size in picture pixels; 0: found."))
     canvas: Canvas = setting("own", N_(
         "own: each sprite its own size; cell: every sprite of the set on one cell size, centred on one "
         "baseline; height: each scaled to canvas_height, then on one cell."))
@@ -206,6 +211,8 @@ class CutoutConfig(_Config):
                 yield _("{name} cannot be negative; got {value}.").format(name=name, value=getattr(self, name))
         if self.palette_colors and not 2 <= self.palette_colors <= 256:
             yield f"palette_colors must be 0 (off) or between 2 and 256; got {self.palette_colors}."
+        if not 0 <= self.pixel_size <= 64:
+            yield _("pixel_size must be 0 (found) or between 1 and 64; got {value}.").format(value=self.pixel_size)
         if not 0 <= self.alpha_threshold <= 255:
             yield _("alpha_threshold must be between 0 and 255; got {value}.").format(value=self.alpha_threshold)
         if not 8 <= self.canvas_height <= 4096:

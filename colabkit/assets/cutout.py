@@ -556,14 +556,18 @@ def cut_out_images(cfg) -> list[Path]:
     # the set's sprites: one canvas, one naming, one atlas
     every = [(stem, path, i, s) for stem, path, sheet in cut for i, s in enumerate(sheet.sprites, 1)]
     scale = max((scale_of(sheet.rgba.shape) for _s, _p, sheet in cut), default=1.0)
-    placed = on_canvas([s.image for *_rest, s in every], cfg.canvas, cfg.canvas_height,
-                       round(cfg.margin * scale), cfg.pivot_xy)
+    images = [s.image for *_rest, s in every]
+    palette, pixel_note = None, ""
+    if cfg.pixel_art and images:
+        images, palette, pixel_note = _pixel_art(cut, cfg)
+    margin = 1 if palette is not None else round(cfg.margin * scale)  # pixel art: one art pixel around
+    placed = on_canvas(images, cfg.canvas, cfg.canvas_height, margin, cfg.pivot_xy)
     given = sprite_names(cfg.names)
     frames_of: dict[str, dict] = {stem: {} for stem, _p, _s in cut}
     names_used = {stem.lower() for stem, _p, _s in cut}
     for k, ((stem, path, i, s), (image, pivot)) in enumerate(zip(every, placed)):
         name = _unique(given[k] if k < len(given) else f"{stem}_{i:02d}", names_used)
-        pixels = reduce_palette(image, cfg.palette_colors) if cfg.palette_colors else image
+        pixels = reduce_palette(image, cfg.palette_colors) if cfg.palette_colors and palette is None else image
         pixels = bleed(pixels)
         l, t, r, b = s.box
         files.write_bytes(dest / stem / f"{name}.png", png_bytes(Image.fromarray(pixels, "RGBA")))
@@ -579,6 +583,12 @@ def cut_out_images(cfg) -> list[Path]:
         done.append(folder)
         rows.append({_("picture"): path.name, _("sprites"): len(sheet.sprites), _("holes"): len(sheet.holes),
                      _("saved in"): str(folder)})
+    if palette is not None:
+        from colabkit.assets.pixelart import palette_files
+
+        png, hex_text = palette_files(palette)
+        files.write_bytes(dest / "palette.png", png)
+        files.write_bytes(dest / "palette.hex", hex_text.encode())
     atlas_pages = []
     if cfg.one_atlas and any(frames_of.values()):
         name = cfg.atlas_name.strip() or _safe_name(source.name)
@@ -587,6 +597,8 @@ def cut_out_images(cfg) -> list[Path]:
         done=len(done), total=len(pictures), folder=source))
     if atlas_pages:
         display.show_text(_("One atlas for the set: {pages}").format(pages=", ".join(str(p) for p in atlas_pages)))
+    if pixel_note:
+        display.show_text(pixel_note)
     for line in skipped:
         display.show_text(_("skipped {line}").format(line=line), "warn")
     for line in notes:
@@ -597,6 +609,25 @@ def cut_out_images(cfg) -> list[Path]:
     if len(done) > 8:
         display.show_text(_("... and {more} more in {folder}").format(more=len(done) - 8, folder=dest))
     return done
+
+
+def _pixel_art(cut, cfg):
+    """Every sprite of the set at one pixel per art pixel, on one palette: (images, palette, a note to show)."""
+    from colabkit.assets.pixelart import apply_palette, detect_pixel_size, downscale, grid_offset, shared_palette
+
+    images, found = [], []
+    for stem, path, sheet in cut:
+        if cfg.pixel_size:
+            k, (ox, oy) = cfg.pixel_size, grid_offset(sheet.rgba, cfg.pixel_size)
+        else:
+            k, ox, oy = detect_pixel_size(sheet.rgba)
+        found.append(f"{path.name}: {k}")
+        images += [downscale(s.image, k, (ox, oy), s.origin) for s in sheet.sprites]
+    palette = shared_palette(images, cfg.palette_colors or 16)
+    note = _("pixel art: one art pixel is (picture: its size in pixels) {sizes}; one palette of {n} colours for the "
+             "set.").format(
+        sizes=", ".join(found), n=len(palette))
+    return [apply_palette(im, palette) for im in images], palette, note
 
 
 def _safe_name(name: str) -> str:

@@ -191,3 +191,50 @@ def test_a_sprite_larger_than_a_page_is_refused():
     assert len(pages) > 1 and all(p.x + p.w <= pages[p.page][0] and p.y + p.h <= pages[p.page][1] for p in placed)
     (name, _a, data), = build_atlas({"x.png": np.full((4, 4, 4), 255, np.uint8)}, "one")
     assert name == "one.png" and "related_multi_packs" not in data["meta"]
+
+
+def _pixel_art_sheet(k=8, offset=(3, 5)):
+    """A 48x40 piece of pixel art (two sprites, 5 colours) drawn at k x k picture pixels, softened and JPEG'd."""
+    import io
+
+    from PIL import ImageFilter
+
+    art = np.zeros((40, 48, 4), np.uint8)
+    art[3:16, 5:14] = (200, 40, 40, 255)  # edges at odd and even art pixels, as in any drawing
+    art[6:9, 7:12] = (250, 220, 90, 255)
+    art[15, 5:14] = (30, 20, 40, 255)
+    art[21:36, 27:44] = (40, 110, 200, 255)
+    art[25:28, 31:34] = (240, 240, 240, 255)
+    rgb = np.where(art[..., 3:] > 0, art[..., :3], 255).astype(np.uint8)
+    big = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
+    canvas = np.full((big.shape[0] + 16, big.shape[1] + 16, 3), 255, np.uint8)
+    canvas[offset[1]:offset[1] + big.shape[0], offset[0]:offset[0] + big.shape[1]] = big
+    im = Image.fromarray(canvas).filter(ImageFilter.GaussianBlur(0.7))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return np.asarray(Image.open(buf).convert("RGB")), art
+
+
+def test_pixel_art_mode(tmp_path):
+    from colabkit.assets.pixelart import detect_pixel_size
+
+    rgb, art = _pixel_art_sheet()
+    assert detect_pixel_size(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])) == (8, 3, 5)
+    src = tmp_path / "art"
+    src.mkdir()
+    Image.fromarray(rgb).save(src / "hero.png")
+    cut_out_images(CutoutConfig(input_folder=str(src), pixel_art=True, palette_colors=8, gap=40, min_area=16))
+    out = src / "assets"
+    sprites = sorted((out / "hero").glob("hero_[0-9][0-9].png"))
+    assert len(sprites) == 2
+    palette = [tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in (out / "palette.hex").read_text().split()]
+    assert 5 <= len(palette) <= 8 and Image.open(out / "palette.png").size == (len(palette), 1)
+    for path, (t, b, l, r) in zip(sprites, ((3, 16, 5, 14), (21, 36, 27, 44))):
+        px = np.asarray(Image.open(path))
+        ys, xs = np.nonzero(px[..., 3])
+        got = px[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        want = art[t:b, l:r]
+        assert got.shape == want.shape  # one sprite pixel per art pixel
+        assert np.array_equal(got[..., 3] > 0, want[..., 3] > 0)
+        assert {tuple(c) for c in got[..., :3][got[..., 3] > 0]} <= set(palette)
+        assert np.abs(got[..., :3].astype(int) - want[..., :3]).max() <= 24
