@@ -155,9 +155,10 @@ def unmix_edges(rgb: np.ndarray, ring: np.ndarray, inside: np.ndarray, field: np
     from L within ``band + 1`` px) and the background's colour L there (``field``). ``a`` is the pixel's
     projection on the line from L to O (``softness``: the shortest span, for pale sprites); where ``a`` is at
     least 0.4 the colour is solved back (``L + (pixel - L) / a``) and blended towards O as ``a`` falls; below
-    0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). A pixel past halfway but off that line (by more than half ``tolerance``)
-    mixes two of the sprite's own colours and stays opaque, as does one nearly O. Returns (ys, xs) of the band and, per band pixel, alpha (0-1), colour and
-    whether it lies on that line (a mix of background and sprite).
+    0.4 it is O (dividing JPEG noise by a small ``a`` would make a rim). A pixel past halfway but off that
+    line (by more than half ``tolerance``) mixes two of the sprite's own colours and stays opaque, as does
+    one nearly O. Returns (ys, xs) of the band and, per band pixel, alpha (0-1), colour and whether it lies
+    on that line (a mix of background and sprite).
     """
     ys, xs = np.nonzero(ring)
     p = rgb[ys, xs].astype(np.float32)

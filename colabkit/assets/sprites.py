@@ -24,8 +24,8 @@ def split_sprites(rgba: np.ndarray, gap: int = 8, min_area: int = 64, margin: in
     Parts (8-connected pixels with alpha >= ``threshold``) with fewer than ``gap`` empty pixels between them
     belong to one sprite (a tree and its falling leaves); sprites with fewer than ``min_area`` such pixels are
     specks and dropped. Fainter pixels (a matting model's soft edge) go with the sprite they lie within
-    ``gap`` of; faint haze farther from any sprite, or under an eighth of ``threshold``, is dropped. Each sprite is trimmed to its box plus
-    ``margin`` transparent pixels on every side.
+    ``gap`` of; faint haze farther from any sprite, or under an eighth of ``threshold``, is dropped. Each
+    sprite is trimmed to its box plus ``margin`` transparent pixels on every side.
     """
     rgba = np.asarray(rgba, dtype=np.uint8)
     solid = rgba[..., 3] >= max(threshold, 1)

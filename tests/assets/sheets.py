@@ -120,8 +120,8 @@ def make_sheet(size: int = 1024, background: str = "vignette", quality: int | No
     # row 3: pale star (no outline), tree with a leaf about 5 px (at 1024) below its crown
     d, c = prop("star")
     cx, cy, ro, ri = 0.15, 0.78, 0.08, 0.035
-    pts = [(cx + (ro if k % 2 == 0 else ri) * np.sin(k * np.pi / 5), cy - (ro if k % 2 == 0 else ri) * np.cos(k * np.pi / 5))
-           for k in range(10)]
+    radii = [ro if k % 2 == 0 else ri for k in range(10)]
+    pts = [(cx + r * np.sin(k * np.pi / 5), cy - r * np.cos(k * np.pi / 5)) for k, r in enumerate(radii)]
     d.polygon([tuple(_box(p, big)) for p in pts], fill=(250, 228, 140, 255))
     c.polygon([tuple(_box(p, big)) for p in pts], fill=255)
     d, c = prop("tree")

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import re
 
-import numpy as np
 import pytest
 from PIL import Image
 

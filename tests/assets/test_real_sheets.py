@@ -147,3 +147,17 @@ def test_key_sheet_is_the_same_at_a_gradient():
     plain = ~dilate(props(s), 3) & ~dilate(s.shadow > 0.02, 2) & ~dilate(s.holes["all"], 3)
     assert (k.rgba[..., 3][plain] == 0).all()
     assert np.abs(k.background[plain] - s.background[plain]).max() < 3  # the background's colour, found
+
+
+def test_the_preview_numbers_sprites_and_holes():
+    from colabkit.assets.cutout import preview
+
+    c = cut(1024, close_gaps=12)
+    assert len(c.holes) >= 3  # the donut's hole and the two snowmen's bodies at least
+
+    def blue(im):
+        px = np.asarray(im).astype(int)
+        return ((px[..., 2] > 180) & (px[..., 0] < 110) & (px[..., 1] < 140)).sum()
+
+    boxes = [s.box for s in c.sprites]
+    assert blue(preview(c.rgba, boxes, c.holes)) > 50 and blue(preview(c.rgba, boxes, [])) == 0
