@@ -244,7 +244,9 @@ def key_sheet(rgb: np.ndarray, tolerance: int = 24, softness: int = 48, shadows:
     boxes, cleared = [], []
     if n:
         sizes = np.bincount(enclosed.ravel(), minlength=n + 1)
-        for k in np.nonzero(sizes >= min_hole)[0]:
+        # mostly the background's own colour (a few JPEG-darkened pixels in it): a grey blade is not a hole
+        plain_share = np.bincount(enclosed.ravel(), weights=plain.ravel(), minlength=n + 1) / np.maximum(sizes, 1)
+        for k in np.nonzero((sizes >= min_hole) & (plain_share >= 0.5))[0]:
             if k == 0:
                 continue
             ys, xs = np.nonzero(enclosed == k)

@@ -99,7 +99,12 @@ def test_a_broken_outline_and_enclosed_regions():
     by_number = cut(1024, close_gaps=12, holes=str(number))
     assert by_number.cleared == [number] and (by_number.rgba[..., 3][hole] == 0).all()
     assert (by_number.rgba[..., 3][body] == 255).all()  # only that one
-    assert (cut(1024, close_gaps=12, holes="clear").rgba[..., 3][hole] == 0).all()
+    cleared = cut(1024, close_gaps=12, holes="clear")
+    assert (cleared.rgba[..., 3][hole] == 0).all()
+    # the holes are the background-coloured ones: the snowmen's heads and bodies and the donut's hole; the
+    # sword's grey blade, neutral like a shadow but not the background's colour, is never one
+    assert len(closed.holes) == 5 and cleared.cleared == [1, 2, 3, 4, 5]
+    assert (cleared.rgba[..., 3][330:480, 664:676] == 255).all()
 
 
 def _red_disc(background=(255, 255, 255)):
