@@ -94,31 +94,50 @@ pictures = generate_images(GenerateConfig(
 
 # %% [markdown]
 # ## Step 3: cut out sprites
-# For pictures on a plain light background: the background becomes transparent (only where it touches the
-# picture's border, so white inside a shape stays), each separate object becomes its own PNG, and all of
-# them are packed into `atlas.png` + `atlas.json` (TexturePacker's JSON-hash layout: Phaser and PixiJS load it).
-# Results: `output/assets/<picture>/`; the preview shows each sprite's box and number.
+# For pictures on a light background (plain, shaded or vignetted): the background becomes transparent (only
+# where it touches the picture's border), each separate object becomes its own PNG, and all of them are packed
+# into **one atlas for the folder** (`<folder>.png` + `.json`, TexturePacker's JSON-hash layout that Phaser and
+# PixiJS load; more pages when they do not fit, plus `<folder>.multiatlas.json` for Phaser). Each sprite has a
+# pivot (the middle of its bottom by default) and its place in its source picture. Results:
+# `output/assets/<picture>/`; the preview numbers each sprite and each enclosed region (**hole 1**, ...).
+# Sizes are in pixels of a 1024 px picture: a 2048 px picture is cut the same way.
 #
-# - **input_folder**: empty cuts out `output/generated/`; or any folder of pictures made elsewhere.
+# - **shadows**: *soft* keeps drop shadows as see-through black; *remove* drops them; *keep* leaves them opaque.
+# - **close_gaps**: if a white body behind a broken outline disappears, set 8-12.
+# - **holes**: enclosed background-coloured regions: *keep*, *clear*, or the numbers from the preview (`1, 3`).
 # - **tolerance**: raise it if specks of background stay; lower it if pale parts of a sprite vanish.
-# - **gap**: parts closer than this (in pixels) are one sprite. **min_area**: smaller specks are dropped.
-# - **palette_colors**: for pixel art, e.g. 16; 0 keeps every colour.
+# - **gap**: parts closer than this are one sprite. **min_area**: smaller specks are dropped.
+# - **canvas**: *own* size per sprite; *cell*: one cell size for the set, on one baseline; *height*: all scaled
+#   to **canvas_height** first. **names**: names for the sprites in order, e.g. `sword, shield, potion`.
+# - **pixel_art**: finds the size of the generated "pixels", shrinks every sprite to one pixel per block and gives
+#   the set one palette (`palette.png`, `palette.hex`) of **palette_colors** colours (16 when 0).
+# - **palette_colors**: without pixel_art, reduces each sprite to this many colours; 0 keeps every colour.
 # - **model_file**: optional, an `.onnx` background-removal model on Drive for busy backgrounds: BiRefNet
 #   (MIT) or isnet-anime (Apache-2.0). Not BRIA RMBG: its licence forbids commercial use.
 
 # %%
 # @title Step 3: cut out sprites and pack an atlas { display-mode: "form" }
 input_folder = ""  # @param {type:"string"}
+shadows = "soft"  # @param ["soft", "remove", "keep"]
+close_gaps = 0  # @param {type:"integer"}
+holes = "keep"  # @param {type:"string"}
 tolerance = 24  # @param {type:"integer"}
 gap = 8  # @param {type:"integer"}
 min_area = 64  # @param {type:"integer"}
-margin = 2  # @param {type:"integer"}
+canvas = "own"  # @param ["own", "cell", "height"]
+canvas_height = 256  # @param {type:"integer"}
+names = ""  # @param {type:"string"}
+pivot = "0.5, 1"  # @param {type:"string"}
+power_of_two = False  # @param {type:"boolean"}
 palette_colors = 0  # @param {type:"integer"}
+pixel_art = False  # @param {type:"boolean"}
 model_file = ""  # @param {type:"string"}
 
 from colabkit.assets.config import CutoutConfig
 from colabkit.assets.cutout import cut_out_images
 
 asset_folders = cut_out_images(CutoutConfig(
-    project_name=project_name, input_folder=input_folder, tolerance=tolerance, gap=gap, min_area=min_area,
-    margin=margin, palette_colors=palette_colors, model_file=model_file))
+    project_name=project_name, input_folder=input_folder, shadows=shadows, close_gaps=close_gaps, holes=holes,
+    tolerance=tolerance, gap=gap, min_area=min_area, canvas=canvas, canvas_height=canvas_height, names=names,
+    pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, pixel_art=pixel_art,
+    model_file=model_file))
