@@ -76,9 +76,9 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     rep.stage(plan.steps.describe())
     store = StateStore(project.state)
     if plan.config.start_over:
-        moved = store.archive()
+        moved = store.archive(outputs=[*_lora_files(project), lora_name(project).with_suffix(".json")])
         if moved:
-            rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
+            rep.stage(f"start_over: the previous run's state and LoRA files were moved to {moved.name} (nothing deleted).")
     for note in plan.notes:
         if note.level == "warn":
             rep.warn(f"{note.name}: {note.message}")
@@ -382,7 +382,7 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
 def _prune_epochs(project: Project, keep: int) -> None:
     epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
     for old in epochs[:-keep] if keep else []:
-        old.unlink()
+        files.remove_for_good(old)  # truncated first: a pruned epoch leaves nothing in Drive's trash
 
 
 def _lora_files(project: Project) -> list[Path]:
