@@ -115,7 +115,7 @@ def install_extras(extras: list[str] | tuple[str, ...]) -> str | None:
     import importlib
     import tempfile
 
-    constraints = doctor.runtime_constraints(Path(tempfile.gettempdir()) / "colabkit-runtime-constraints.txt")
+    constraints = doctor.runtime_constraints(Path(tempfile.gettempdir()) / f"colabkit-runtime-constraints-{os.getpid()}.txt")
     cmd = doctor.pip_install_command(list(extras), constraints=constraints)
     if not cmd:
         return None

@@ -143,6 +143,7 @@ def mount(mountpoint: str, force_remount: bool = False, timeout_ms: int = 120000
     if Path(mountpoint).is_dir() and any(p != link for p in Path(mountpoint).iterdir()):
         raise ValueError("Mountpoint must not already contain files")
     _cloud().mkdir(parents=True, exist_ok=True)
+    _trash().mkdir(parents=True, exist_ok=True)
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         link.unlink()
