@@ -134,4 +134,4 @@ release_runtime = False  # @param {type:"boolean"}
 # @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
 from colabkit.colab import release_runtime as release
 
-release(release_runtime)
+released = release(release_runtime)

@@ -13,7 +13,7 @@ def drawing(i: int, size=(64, 64)) -> Image.Image:
     return im
 
 
-def fill_dataset(project, n: int = 4, size=(64, 64)) -> None:
+def fill_dataset(project, n: int = 4, size=(64, 64), limits: bool = True) -> None:
     """``n`` small captioned drawings in the project's dataset/, accepted as the artist's dataset check would."""
     from colabkit.dataset.items import save_limits
 
@@ -21,7 +21,8 @@ def fill_dataset(project, n: int = 4, size=(64, 64)) -> None:
     for i in range(n):
         drawing(i, size).save(project.dataset / f"d{i}.png")
         (project.dataset / f"d{i}.txt").write_text(f"houtline, outline, tag{i}")
-    save_limits(project, 32, 4.0)  # as if checked with min_side 32: these drawings are small
+    if limits:
+        save_limits(project, 32, 4.0)  # as if checked with min_side 32: these drawings are small
 
 
 @pytest.fixture
