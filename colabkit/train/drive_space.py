@@ -22,6 +22,9 @@ from colabkit.train.memory import (OPTIMIZER_STATE_BYTES, SDXL_SHAPE, TE_LINEAR_
 STATE_OVERHEAD = 96 * 1024  # a state's JSON, RNG states, manifest and pickle framing (measured: ~40-70 KB)
 LORA_FILE_OVERHEAD = 64 * 1024  # the safetensors header with colabkit's metadata (tag frequencies: a few KB)
 LOSS_PLOT = 200 * 1024  # output/loss.png
+# Kept free beyond the run's own files: its latent and text caches (a few MB an image at most), Colab's autosaves of
+# the notebook, and slack for what the estimate does not see. A run that leaves less has no room for error.
+HEADROOM = 500 * 10**6
 KEEP_STATES = 2  # train.state.KEEP: the newest and one fallback
 
 

@@ -503,12 +503,13 @@ def _check_drive_space(plan: RunPlan) -> None:
 
     use, present = _drive_use(plan)
     free = shutil.disk_usage(plan.project.root).free
-    need = max(0, use.total - present)
+    need = max(0, use.total - present) + drive_space.HEADROOM
     from colabkit.i18n import _
 
-    parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}").format(
+    parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}, "
+              "caches and headroom {headroom}").format(
         model=drive_space.gb(use.model), states=drive_space.gb(use.states), outputs=drive_space.gb(use.outputs),
-        trash=drive_space.gb(use.trash))
+        trash=drive_space.gb(use.trash), headroom=drive_space.gb(drive_space.HEADROOM))
     if free < need:
         plan.note("Drive space", "error", _(
             "{free} free on Drive, the run needs about {need} ({parts}). Free some space (empty Drive's bin too: it "

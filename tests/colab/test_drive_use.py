@@ -83,3 +83,22 @@ def test_start_over_keeps_the_earlier_lora_files_byte_identical(fake_colab, tiny
     second = folder_checksums(project.output)
     assert second["houtline.safetensors"] != first["houtline.safetensors"]  # the new run's own files
     assert fake_colab.trashed() == 0  # renames only: nothing went to Drive's trash
+
+
+def test_a_run_that_will_not_fit_is_refused_before_step_1(fake_colab, tiny_sdxl, monkeypatch):
+    from colabkit.colab import mount_drive
+    from colabkit.errors import ColabkitError
+    from colabkit.project import Project
+    from colabkit.train.loop import train
+
+    root = mount_drive()
+    project = Project.at("houtline", root)
+    fill_dataset(project)
+    # What Drive's mount reports as free: the quota less MyDrive and the trash (a deleted 300 MB file still counts).
+    (root / "old.bin").write_bytes(b"x" * 300 * 10**6)
+    (root / "old.bin").unlink()
+    monkeypatch.setenv("FAKE_COLAB_QUOTA_BYTES", str(fake_colab.used() + 400 * 10**6))
+    with pytest.raises(ColabkitError) as e:
+        train(config(), device="cpu")
+    assert "Drive space: 0.40 GB free on Drive, the run needs about 0.51 GB" in str(e.value)
+    assert not project.state.exists() and not list(project.output.glob("*.safetensors"))
