@@ -299,7 +299,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
             (time.time() - last_state_save >= run.save_state_every_minutes * 60)
-        saved = step < total and (epoch_done or due)
+        # An epoch-end save only when the last is half an interval old: short epochs made most saves, each guarding
+        # a few minutes of work (step-based saving, for tests, keeps every epoch end).
+        saved = step < total and (due or epoch_done and (run.save_state_every_n_steps or time.time() - last_state_save
+                                                          >= run.save_state_every_minutes * 30))
         if saved:
             save_state(step)
             last_state_save = time.time()

@@ -102,3 +102,18 @@ def test_a_run_that_will_not_fit_is_refused_before_step_1(fake_colab, tiny_sdxl,
         train(config(), device="cpu")
     assert "Drive space: 0.40 GB free on Drive, the run needs about 0.51 GB" in str(e.value)
     assert not project.state.exists() and not list(project.output.glob("*.safetensors"))
+
+
+def test_short_epochs_do_not_each_save_a_state(fake_colab, tiny_sdxl, monkeypatch):
+    from colabkit.colab import mount_drive
+    from colabkit.project import Project
+    from colabkit.train import state
+    from colabkit.train.loop import train
+
+    fill_dataset(Project.at("houtline", mount_drive()))
+    saved = []
+    real = state.StateStore.save
+    monkeypatch.setattr(state.StateStore, "save", lambda self, st: saved.append((st.step, st.finished)) or real(self, st))
+    # Saving by the clock (the notebook's way): four epochs of seconds each, one save every 10 minutes.
+    assert train(config(save_state_every_n_steps=0), device="cpu").status == "finished"
+    assert saved == [(32, True)]  # was one at each of the first three epoch ends too
