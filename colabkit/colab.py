@@ -73,8 +73,8 @@ def flush_drive(timeout_ms: int = FLUSH_TIMEOUT_MS) -> tuple[bool, str] | None:
     """Push Drive's pending uploads. Colab has no flush-only call: this also unmounts Drive, so it comes last,
     after everything that reads Drive; the next step mounts it again.
 
-    Returns None when there was nothing to flush (not Colab's mount, or not mounted), else one line for the
-    artist with whether it worked: flushed, or why the flush failed (the files are still on the runtime's way to Drive then)."""
+    Returns None when there was nothing to flush (not Colab's mount, or not mounted), else whether it worked and
+    one line for the artist: flushed, or why the flush failed (the files may still be on their way to Drive)."""
     if not (in_colab() and drive_root() == COLAB_DRIVE_ROOT and COLAB_DRIVE_ROOT.is_dir()):
         return None
     from google.colab import drive
@@ -83,8 +83,9 @@ def flush_drive(timeout_ms: int = FLUSH_TIMEOUT_MS) -> tuple[bool, str] | None:
         drive.flush_and_unmount(timeout_ms=timeout_ms)
     except Exception as e:  # ValueError, NotImplementedError, a timeout: never a traceback at the end of a day
         return False, _("Drive could not be flushed ({why}). Keep this runtime open a few minutes so Colab finishes "
-                 "uploading, then run the training cell again tomorrow.").format(why=str(e) or type(e).__name__)
-    return True, _("Drive was flushed and unmounted, so every file reached Google Drive; the next cell mounts it again.")
+                        "uploading, then run the training cell again tomorrow.").format(why=str(e) or type(e).__name__)
+    return True, _("Drive was flushed and unmounted, so every file reached Google Drive; the next cell mounts it "
+                   "again.")
 
 
 def runtime_start_time(proc: str | os.PathLike = "/proc") -> float:
@@ -115,7 +116,8 @@ def install_extras(extras: list[str] | tuple[str, ...]) -> str | None:
     import importlib
     import tempfile
 
-    constraints = doctor.runtime_constraints(Path(tempfile.gettempdir()) / f"colabkit-runtime-constraints-{os.getpid()}.txt")
+    pins = Path(tempfile.gettempdir()) / f"colabkit-runtime-constraints-{os.getpid()}.txt"  # local disk, not Drive
+    constraints = doctor.runtime_constraints(pins)
     cmd = doctor.pip_install_command(list(extras), constraints=constraints)
     if not cmd:
         return None

@@ -61,7 +61,7 @@ def test_three_notebooks_in_fresh_runtimes(tmp_path, monkeypatch, tiny_sdxl):
     plot = kinds.index("image")
     flushed = next(i for i, k in enumerate(kinds) if "Drive was flushed and unmounted" in k)
     assert plot < flushed == len(kinds) - 1  # the loss plot read from Drive first; the flush last
-    assert f"flush_and_unmount timeout_ms=300000" in drive.log()
+    assert "flush_and_unmount timeout_ms=300000" in drive.log()
     assert drive.log()[-1] == f"mount {rt2.content / 'drive'}"  # the results cell mounted Drive again
     assert "No LoRA files yet" in text_of_cell(day1, "Step 3: your LoRA files")
     assert (project.state / "step-000001" / "MANIFEST.json").exists()

@@ -78,7 +78,8 @@ def test_start_over_keeps_the_earlier_lora_files_byte_identical(fake_colab, tiny
     result = train(cfg.replace(network_dim=8, start_over=True), device="cpu")
     assert result.status == "finished"
     (archive,) = [p for p in project.training.iterdir() if p.name.startswith("state-old-")]
-    assert folder_checksums(archive / "lora") == {k: v for k, v in first.items() if k.endswith((".safetensors", ".json"))}
+    loras = {k: v for k, v in first.items() if k.endswith((".safetensors", ".json"))}
+    assert folder_checksums(archive / "lora") == loras
     assert (archive / "step-000024" / "MANIFEST.json").exists()  # the old state beside them
     second = folder_checksums(project.output)
     assert second["houtline.safetensors"] != first["houtline.safetensors"]  # the new run's own files
@@ -113,7 +114,8 @@ def test_short_epochs_do_not_each_save_a_state(fake_colab, tiny_sdxl, monkeypatc
     fill_dataset(Project.at("houtline", mount_drive()))
     saved = []
     real = state.StateStore.save
-    monkeypatch.setattr(state.StateStore, "save", lambda self, st: saved.append((st.step, st.finished)) or real(self, st))
+    monkeypatch.setattr(state.StateStore, "save",
+                        lambda self, st: saved.append((st.step, st.finished)) or real(self, st))
     # Saving by the clock (the notebook's way): four epochs of seconds each, one save every 10 minutes.
     assert train(config(save_state_every_n_steps=0), device="cpu").status == "finished"
     assert saved == [(32, True)]  # was one at each of the first three epoch ends too
