@@ -204,3 +204,14 @@ def test_stale_temporaries_go_without_a_trace_in_the_trash(fake_colab, monkeypat
     assert fake_colab.trashed() == 5
     files.remove_tree_for_good(models)
     assert fake_colab.trashed() == 5 and not models.exists()
+
+
+def test_the_stand_in_secrets_answer_as_colabs_do(fake_colab, monkeypatch):
+    monkeypatch.setenv("FAKE_COLAB_SECRETS", '{"HF_TOKEN": "hf_x", "CIVITAI_TOKEN": null}')
+    from google.colab import userdata
+
+    assert userdata.get("HF_TOKEN") == "hf_x"
+    with pytest.raises(userdata.NotebookAccessError):  # exists, but this notebook was not granted it
+        userdata.get("CIVITAI_TOKEN")
+    with pytest.raises(userdata.SecretNotFoundError):
+        userdata.get("NOPE")
