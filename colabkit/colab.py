@@ -45,8 +45,8 @@ def mount_drive() -> Path:
     and a budget stop unmounts it. Never creates Colab's MyDrive folder itself: that would put the project on
     the runtime's disk, which is gone tomorrow."""
     root = drive_root()
-    if in_colab() and root == COLAB_DRIVE_ROOT:
-        if not root.is_dir():
+    if in_colab() and root.is_relative_to(COLAB_MOUNT_POINT):  # MyDrive, or a folder in it ($COLABKIT_DRIVE_ROOT)
+        if not COLAB_DRIVE_ROOT.is_dir():
             from google.colab import drive
 
             try:
@@ -56,9 +56,10 @@ def mount_drive() -> Path:
                     "Google Drive is not mounted ({why}). Run this cell again and allow access to Google Drive in "
                     "the window that opens: colabkit keeps your project there.").format(why=str(e) or type(e).__name__)
                 ) from None
-        if not root.is_dir():
+        if not COLAB_DRIVE_ROOT.is_dir():
             raise ColabkitError(_("Google Drive did not appear at {root} after mounting. Run this cell again.")
-                                .format(root=root))
+                                .format(root=COLAB_DRIVE_ROOT))
+        root.mkdir(parents=True, exist_ok=True)  # a folder inside MyDrive, now that it is there
         return root
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -75,8 +76,10 @@ def flush_drive(timeout_ms: int = FLUSH_TIMEOUT_MS) -> tuple[bool, str] | None:
 
     Returns None when there was nothing to flush (not Colab's mount, or not mounted), else whether it worked and
     one line for the artist: flushed, or why the flush failed (the files may still be on their way to Drive)."""
-    if not (in_colab() and drive_root() == COLAB_DRIVE_ROOT and COLAB_DRIVE_ROOT.is_dir()):
-        return None
+    root = drive_root()
+    if not (in_colab() and COLAB_DRIVE_ROOT.is_dir()
+            and (root.is_relative_to(COLAB_MOUNT_POINT) or root.is_relative_to(COLAB_DRIVE_ROOT.resolve()))):
+        return None  # $COLABKIT_DRIVE_ROOT resolves through links: the stand-in's mount is one
     from google.colab import drive
 
     try:

@@ -215,3 +215,12 @@ def test_the_stand_in_secrets_answer_as_colabs_do(fake_colab, monkeypatch):
         userdata.get("CIVITAI_TOKEN")
     with pytest.raises(userdata.SecretNotFoundError):
         userdata.get("NOPE")
+
+
+def test_a_drive_root_inside_mydrive_is_mounted_first(fake_colab, monkeypatch):
+    sub = fake_colab.mounted_root / "Work"
+    monkeypatch.setenv("COLABKIT_DRIVE_ROOT", str(sub))
+    assert colab.mount_drive() == sub
+    assert fake_colab.log() == [f"mount {fake_colab.content / 'drive'}"]
+    assert (fake_colab.my_drive / "Work").is_dir()  # on Drive, not on the runtime's disk
+    assert colab.flush_drive()[0] is True
