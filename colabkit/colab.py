@@ -161,7 +161,8 @@ def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu:
         if failed:
             display.show_text(failed, "error")
     mount_drive()
-    remove_stale_temporaries()
+    if in_colab():  # one runtime at a time writes there; elsewhere another process may be mid-write
+        remove_stale_temporaries()
     report = doctor.check(need_gpu=need_gpu)
     cmd = doctor.pip_install_command(list(extras))
     if cmd and not in_colab():
