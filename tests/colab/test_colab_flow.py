@@ -9,7 +9,7 @@ import pytest
 from helpers.colab_runtime import FakeColab, kernel_env
 from helpers.notebooks import NOTEBOOKS, outputs, run_notebook, text_of
 
-from conftest import fill_dataset
+from helpers.tiny_dataset import fill_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from colabkit.train.config import TrainConfig
 from helpers.budget import StopAfter
 from helpers.images import folder_checksums
 
-from conftest import fill_dataset
+from helpers.tiny_dataset import fill_dataset
 
 pytestmark = pytest.mark.slow
 
