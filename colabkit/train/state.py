@@ -131,7 +131,7 @@ class StateStore:
         _write(tmp / "MANIFEST.json", lambda p: p.write_text(json.dumps(manifest, indent=1)))
         files.fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a stop right after a periodic save)
-            files.remove_tree_for_good(final)
+            _remove(final)
         os.replace(tmp, final)
         files.fsync_dir(self.folder)
         for old in self._complete()[KEEP:]:
@@ -190,7 +190,17 @@ class StateStore:
 
 
 def _remove(folder: Path) -> None:
-    """A state folder removed with its bytes truncated first, so Drive's trash keeps none of them."""
+    """A state folder removed with its bytes truncated first, so Drive's trash keeps none of them.
+
+    Renamed out of the states first (a rename is atomic and trashes nothing): a kill while its files are being
+    truncated leaves a ``.tmp-`` folder that no load takes for a state, and the next load removes."""
+    if ".tmp-" not in folder.name:
+        gone = folder.with_name(f"{folder.name}.tmp-removed-{os.getpid()}-{time.time_ns()}")
+        try:
+            os.replace(folder, gone)
+            folder = gone
+        except OSError:
+            pass
     try:
         files.remove_tree_for_good(folder)
     except OSError:
