@@ -2,23 +2,24 @@
 # # colabkit 1: prepare your dataset
 #
 # Upload 10-100 of your drawings into **`MyDrive/Loras/<project>/dataset/`** on Google Drive, then run
-# the cells from top to bottom (▶ on each, or *Runtime > Run all*). A GPU makes tagging faster but is
-# not required for this notebook.
+# the cells from top to bottom (▶ on each, or *Runtime > Run all*). This notebook runs on a **CPU runtime**
+# (the one it opens with): keep your GPU time for training. Only for BLIP photo captions on many images is a GPU
+# worth it (*Runtime > Change runtime type > T4 GPU*).
 #
 # What happens: your images are checked (nothing is changed or deleted), every usable image gets a
 # caption file (`drawing.png` → `drawing.txt`) that starts with your **trigger word**, and you see a
 # table of the tags and a gallery, so you know what the model will learn. Then open the training notebook.
 
 # %%
-# @title Step 0: set up (installs what Colab lacks) { display-mode: "form" }
+# @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
 colabkit_source = ""  # @param {type:"string"}
 # @markdown Needed once per fresh runtime: where to install colabkit from. A git URL (`git+https://...`), a release on
 # @markdown the package index (`colabkit==0.1.0`), or a wheel on Drive (`/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl`,
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    if "/drive/MyDrive/" in colabkit_source:  # a wheel on Drive: pip can read it only once Drive is mounted
+        from google.colab import drive; drive.mount(colabkit_source.split("/MyDrive/")[0])
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
                           "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
@@ -160,4 +161,13 @@ if open_editor:
 
 # %% [markdown]
 # ## Next
-# Your dataset is ready. Open **2_train** and use the same `project_name`.
+# Your dataset is ready. Open **2_train** and use the same `project_name`. It runs in a runtime of its own, so
+# release this one: an idle runtime still uses your Colab quota.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

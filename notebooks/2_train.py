@@ -5,9 +5,10 @@
 # *Runtime > Change runtime type > T4 GPU*. Your images and captions come from the dataset notebook
 # (`MyDrive/Loras/<project>/dataset/`); the LoRA appears in `MyDrive/Loras/<project>/output/`.
 #
-# The free tier gives about 3 GPU-hours a day. Training stops by itself before that runs out, saves
-# everything to Drive, and **continues exactly where it stopped** when you run this notebook again
-# tomorrow, without changing anything.
+# Colab does not publish its free GPU limits: its FAQ says they vary, and runtimes are often cut after 2-3 hours.
+# Set `budget_hours` to the time you expect to get (3 is a common start). Training stops by itself before it runs
+# out, saves everything to Drive, and **continues exactly where it stopped** when you run this notebook again
+# another day, without changing anything.
 
 # %%
 # @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
@@ -17,8 +18,8 @@ colabkit_source = ""  # @param {type:"string"}
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    if "/drive/MyDrive/" in colabkit_source:  # a wheel on Drive: pip can read it only once Drive is mounted
+        from google.colab import drive; drive.mount(colabkit_source.split("/MyDrive/")[0])
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
                           "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
@@ -50,8 +51,11 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 # - **lora_type**: *LoCon* also trains the convolution layers: stronger on textures and line quality.
 # - **shuffle_tags / keep_tokens**: shuffle the caption's tags each time, keeping the first `keep_tokens`
 #   (your activation tag) in front, so the model does not learn the order of the tags.
-# - **budget_hours**: stop (with everything saved) before the day's free GPU time runs out.
-# - **start_over**: begin a new run instead of continuing a saved one (old files are kept).
+# - **budget_hours**: stop (with everything saved) before the day's GPU time runs out. Colab's free limits vary
+#   and are not published; if a runtime is cut before the budget, the next run continues from the last saved
+#   state (saved every 10 minutes and at each epoch's end).
+# - **start_over**: begin a new run instead of continuing a saved one (the old state and LoRA files are moved to
+#   `training/state-old-<date>/`, nothing is deleted).
 
 # %%
 # @title Step 1: settings and preflight check { display-mode: "form" }

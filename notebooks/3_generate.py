@@ -15,8 +15,8 @@ colabkit_source = ""  # @param {type:"string"}
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    if "/drive/MyDrive/" in colabkit_source:  # a wheel on Drive: pip can read it only once Drive is mounted
+        from google.colab import drive; drive.mount(colabkit_source.split("/MyDrive/")[0])
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
                           "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
@@ -141,3 +141,16 @@ asset_folders = cut_out_images(CutoutConfig(
     tolerance=tolerance, gap=gap, min_area=min_area, canvas=canvas, canvas_height=canvas_height, names=names,
     pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, pixel_art=pixel_art,
     model_file=model_file))
+
+# %% [markdown]
+# ## Done
+# Your pictures and sprites are on Drive. Release this runtime when you are finished: an idle GPU runtime spends
+# the same daily quota that training needs.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

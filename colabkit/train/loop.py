@@ -76,9 +76,9 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     rep.stage(plan.steps.describe())
     store = StateStore(project.state)
     if plan.config.start_over:
-        moved = store.archive()
+        moved = store.archive(outputs=[*_lora_files(project), lora_name(project).with_suffix(".json")])
         if moved:
-            rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
+            rep.stage(f"start_over: the previous run's state and LoRA files were moved to {moved.name} (nothing deleted).")
     for note in plan.notes:
         if note.level == "warn":
             rep.warn(f"{note.name}: {note.message}")
@@ -302,7 +302,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
             (time.time() - last_state_save >= run.save_state_every_minutes * 60)
-        saved = step < total and (epoch_done or due)
+        # An epoch-end save only when the last is half an interval old: short epochs made most saves, each guarding
+        # a few minutes of work (step-based saving, for tests, keeps every epoch end).
+        saved = step < total and (due or epoch_done and (run.save_state_every_n_steps or time.time() - last_state_save
+                                                          >= run.save_state_every_minutes * 30))
         if saved:
             save_state(step)
             last_state_save = time.time()
@@ -388,7 +391,7 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
 def _prune_epochs(project: Project, keep: int) -> None:
     epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
     for old in epochs[:-keep] if keep else []:
-        old.unlink()
+        files.remove_for_good(old)  # truncated first: a pruned epoch leaves nothing in Drive's trash
 
 
 def _lora_files(project: Project) -> list[Path]:

@@ -592,15 +592,50 @@ def _check_hub_files(plan: RunPlan) -> None:
 
 
 def _check_drive_space(plan: RunPlan) -> None:
-    run, resolved = plan.run, plan.resolved
-    free_gb = shutil.disk_usage(plan.project.root).free / 2**30
-    need_gb = 0.5 + (7.0 if resolved is not None and resolved.source == "download" and run.keep_model_on_drive
-                     else 0)
-    if free_gb < need_gb:
-        plan.note("Drive space", "error", f"{free_gb:.1f} GB free on Drive, about {need_gb:.1f} GB needed. Free "
-                  "some space (Drive's bin counts too) or untick keep_model_on_drive.")
+    from colabkit.train import drive_space
+
+    use, present = _drive_use(plan)
+    free = shutil.disk_usage(plan.project.root).free
+    need = max(0, use.total - present) + drive_space.HEADROOM
+    from colabkit.i18n import _
+
+    parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}, "
+              "caches and headroom {headroom}").format(
+        model=drive_space.gb(use.model), states=drive_space.gb(use.states), outputs=drive_space.gb(use.outputs),
+        trash=drive_space.gb(use.trash), headroom=drive_space.gb(drive_space.HEADROOM))
+    if free < need:
+        plan.note("Drive space", "error", _(
+            "{free} free on Drive, the run needs about {need} ({parts}). Free some space (empty Drive's bin too: it "
+            "counts), or untick keep_model_on_drive.").format(free=drive_space.gb(free), need=drive_space.gb(need),
+                                                               parts=parts))
     else:
-        plan.note("Drive space", "ok", f"{free_gb:.1f} GB free")
+        plan.note("Drive space", "ok", _("{free} free on Drive, the run needs about {need} ({parts}).").format(
+            free=drive_space.gb(free), need=drive_space.gb(need), parts=parts))
+
+
+def _drive_use(plan: RunPlan) -> "tuple[drive_space.DriveUse, int]":
+    """What the whole run puts on Drive (colabkit.train.drive_space), and how much of it is there already."""
+    from colabkit.train import drive_space
+    from colabkit.train.memory import SDXL_SHAPE, UNetShape
+
+    run, resolved, project = plan.run, plan.resolved, plan.project
+    shape = UNetShape.from_config(plan.facts.unet_config) if plan.facts is not None else SDXL_SHAPE
+    params = drive_space.lora_params(run.network_dim, shape=shape, lora_type=run.lora_type, conv_dim=run.conv_dim,
+                                     train_text_encoder=run.train_text_encoder)
+    model = 0
+    if resolved is not None and resolved.source == "download" and run.keep_model_on_drive:
+        model = (resolved.preset.size if resolved.preset and resolved.preset.size else 7 * 10**9)
+    prompts = len([p for p in run.sample_prompts.splitlines() if p.strip()]) or 2
+    previews = run.epochs // run.sample_every_n_epochs + 1 if run.sample_every_n_epochs else 0
+    use = drive_space.run_use(params=params, optimizer=run.optimizer, epochs=run.epochs,
+                              save_every_n_epochs=run.save_every_n_epochs,
+                              keep_only_last_n_epochs=run.keep_only_last_n_epochs, samples=previews,
+                              sample_bytes=2 * prompts * 3 * run.resolution ** 2, model=model)
+    present = 0
+    if not plan.config.start_over:  # a run that continues has some of it on Drive already
+        for folder in (project.state, project.output):
+            present += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    return use, present
 
 
 def _fingerprint_and_cache(plan: RunPlan) -> None:

@@ -107,7 +107,7 @@ class StateStore:
         try:
             return self._save_into(tmp, final, state)
         except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)  # never a half state; the previous one stays usable
+            _remove(tmp)  # never a half state; the previous one stays usable
             if e.errno in files.FULL:
                 raise files.disk_full_error(final, e) from e
             raise
@@ -131,11 +131,11 @@ class StateStore:
         _write(tmp / "MANIFEST.json", lambda p: p.write_text(json.dumps(manifest, indent=1)))
         files.fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a stop right after a periodic save)
-            shutil.rmtree(final)
+            _remove(final)
         os.replace(tmp, final)
         files.fsync_dir(self.folder)
         for old in self._complete()[KEEP:]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         state.folder = final
         return final
 
@@ -143,7 +143,7 @@ class StateStore:
         """The newest intact state (or None) and a warning for each newer one that was unusable."""
         warnings = []
         for stale in self.folder.glob("step-*.tmp-*") if self.folder.is_dir() else []:
-            shutil.rmtree(stale, ignore_errors=True)  # a save that was cut off; never became a state
+            _remove(stale)  # a save that was cut off; never became a state
         for folder in self._complete():
             try:
                 return self._load(folder), warnings
@@ -170,10 +170,38 @@ class StateStore:
             lr_scheduler=extra["lr_scheduler"], scaler=extra["scaler"], rng=extra["rng"], folder=folder,
         )
 
-    def archive(self) -> Path | None:
-        """Move all states aside (start_over keeps them, renamed, instead of deleting anything)."""
-        if not self.folder.is_dir() or not any(self.folder.iterdir()):
+    def archive(self, outputs: list[Path] | tuple[Path, ...] = ()) -> Path | None:
+        """Move all states aside, and ``outputs`` (the run's LoRA files) into ``lora/`` beside them: start_over
+        keeps the previous run, byte for byte. Renames only: nothing is copied, deleted or sent to Drive's trash."""
+        outputs = [p for p in outputs if p.is_file()]
+        states = self.folder.is_dir() and any(self.folder.iterdir())
+        if not states and not outputs:
             return None
         dest = self.folder.with_name(f"state-old-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(self.folder, dest)
+        n = 2
+        while dest.exists():  # two start_overs within a second
+            dest = dest.with_name(f"{dest.name.split('~')[0]}~{n}")
+            n += 1
+        if states:
+            os.replace(self.folder, dest)
+        for path in outputs:
+            files.move_into(path, dest / "lora")
         return dest
+
+
+def _remove(folder: Path) -> None:
+    """A state folder removed with its bytes truncated first, so Drive's trash keeps none of them.
+
+    Renamed out of the states first (a rename is atomic and trashes nothing): a kill while its files are being
+    truncated leaves a ``.tmp-`` folder that no load takes for a state, and the next load removes."""
+    if ".tmp-" not in folder.name:
+        gone = folder.with_name(f"{folder.name}.tmp-removed-{os.getpid()}-{time.time_ns()}")
+        try:
+            os.replace(folder, gone)
+            folder = gone
+        except OSError:
+            pass
+    try:
+        files.remove_tree_for_good(folder)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
