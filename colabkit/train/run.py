@@ -32,7 +32,7 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
     if result.status == "stopped" and flush_drive():
         result.message += (" Drive was flushed and unmounted so every file reached Google Drive; "
                            "the next run mounts it again.")
-    display.show_text(result.message, "ok" if result.status != "stopped" else "warn")
+    display.show_text(result.message, "ok" if result.status in ("finished", "already finished") else "warn")
     if result.loss_plot:
         display.show_image(result.loss_plot, "Loss", width=700)
     return result
