@@ -68,13 +68,14 @@ def pyramid_noise(noise, generator, iterations: int, discount: float):
 
 # -- zero terminal SNR ---------------------------------------------------------------------------------
 
-def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool) -> bool:
+def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool, edm: bool = False) -> bool:
     """Whether to train on the zero-terminal-SNR schedule (Lin et al. 2023).
 
     "on"/"off" force it. "auto": on when the model says it was trained that way (a ``ztsnr`` marker
     tensor in the checkpoint, or ``rescale_betas_zero_snr`` in a diffusers folder's scheduler config:
     ``ResolvedModel.zero_terminal_snr``), and on for every v-prediction model, as the v-pred SDXL models
-    (NoobAI-XL v-pred and its merges) are trained and as their trainers recommend.
+    (NoobAI-XL v-pred and its merges) are trained and as their trainers recommend; except an EDM v-prediction
+    model (CosXL, ``edm``): it was trained on EDM's sigmas, not on a zero-terminal-SNR schedule.
     """
     if setting not in ZTSNR_SETTINGS:
         raise ValueError(f"zero_terminal_snr must be one of {ZTSNR_SETTINGS}, not {setting!r}")
@@ -82,7 +83,7 @@ def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool) ->
         raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, not {prediction_type!r}")
     if setting != "auto":
         return setting == "on"
-    return bool(model_ztsnr) or prediction_type == V_PREDICTION
+    return bool(model_ztsnr) or (prediction_type == V_PREDICTION and not edm)
 
 
 def ztsnr_warning(prediction_type: str, ztsnr: bool) -> str | None:
