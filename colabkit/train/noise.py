@@ -160,8 +160,12 @@ def loss_weights(alphas_cumprod, timesteps, min_snr_gamma: float, prediction_typ
 
     epsilon: min(SNR, gamma) / SNR; v-prediction: min(SNR, gamma) / (SNR + 1) (its target already
     carries a (SNR + 1) factor). The epsilon form is computed as gamma / max(SNR, gamma), the same value
-    for SNR > 0 and its limit, 1, at SNR = 0 (t = 999 with zero terminal SNR), where sd-scripts'
-    ``apply_snr_weight`` divides 0 by 0 and the loss becomes NaN.
+    for SNR > 0 and its limit, 1, at SNR = 0 (t = 999 with zero terminal SNR).
+
+    SNR here is the schedule the run trains on, rescaled when zero terminal SNR is on. sd-scripts takes it
+    from the schedule before its rescale (``prepare_scheduler_for_custom_training`` fills ``all_snr`` before
+    ``fix_noise_scheduler_betas_for_zero_terminal_snr``), so its weights never meet SNR = 0 and never give
+    NaN; with ZTSNR they differ from these, mostly at the last timesteps (at t = 999 sd-scripts' SNR is ~0.005).
     """
     import torch
 
