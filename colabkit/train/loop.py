@@ -227,7 +227,6 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
     budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
                               margin_s=run.budget_margin_minutes * 60)
-    alphas = parts.noise_scheduler.alphas_cumprod
     n_train_t = parts.noise_scheduler.config.num_train_timesteps
     t_start = time.time()
     last_state_save = time.time()
@@ -277,17 +276,12 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                     embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev,
                                                     max_token_length=token_length)
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
-            noisy, target = noisy_and_target(parts.noise_scheduler, lat, noise, timesteps, prediction,
-                                             dtype=forward_dtype)
-
             sync = k == len(micro) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(unet):
-                with accelerator.autocast():
-                    pred = unet(noisy.to(weight_dtype), timesteps, embeds,
-                                added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
-                per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-                # each sample's weight multiplies its loss here (min-SNR; any per-sample weight joins this product)
-                loss = (per_sample * loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)).mean()
+                loss = micro_batch_loss(unet, parts.noise_scheduler, lat, noise, timesteps, embeds, pooled, add_time,
+                                        prediction=prediction, min_snr_gamma=run.min_snr_gamma,
+                                        weight_dtype=weight_dtype, forward_dtype=forward_dtype,
+                                        autocast=accelerator.autocast)
                 scaled = loss * share / len(micro)
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             step_loss += loss.item() / len(micro)
@@ -372,7 +366,26 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                        skipped_total)
 
 
-# -- one optimizer step ------------------------------------------------------------------------------
+# -- one training step: the loss of a micro-batch, then one optimizer step --------------------------------
+
+def micro_batch_loss(unet, scheduler, latents, noise, timesteps, embeds, pooled, time_ids_, *, prediction: str,
+                     min_snr_gamma: float, weight_dtype, forward_dtype=None, autocast=contextlib.nullcontext):
+    """The training loss of one micro-batch (a 0-d float32 tensor, ready for backward).
+
+    The forward process (noisy latents, target) and the loss are float32 (``forward_dtype``: the weight dtype
+    only for a run saved before that); only the UNet's input is cast to ``weight_dtype``. ``autocast``: the
+    mixed-precision context for the UNet's forward (accelerate's). Also what ``benchmarks/rehearse_cuda.py``
+    runs on a simulated CUDA device."""
+    noisy, target = noisy_and_target(scheduler, latents, noise, timesteps, prediction, dtype=forward_dtype)
+    with autocast():
+        pred = unet(noisy.to(weight_dtype), timesteps, embeds,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids_}).sample
+    per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+    # Each sample's weight multiplies its loss here (min-SNR; any further per-sample weight joins this product).
+    weights = loss_weights(scheduler.alphas_cumprod, timesteps, min_snr_gamma, prediction)
+    return (per_sample * weights).mean()
+
+
 
 def make_accelerator(plan: RunPlan):
     """The Accelerator of a run: device, processes, autocast. The grad scaler is ``grad_scaler``'s, not its own."""
