@@ -1,0 +1,303 @@
+"""GPU rehearsal without a GPU: one real-size SDXL LoRA training step on a simulated CUDA device.
+
+SDXL base 1.0's UNet at its real shapes (colabkit/configs/sdxl-base-1.0), fp16 weights, LoRA dim 16 / alpha 8 in
+fp32 on sd-scripts' targets, 1024 px, batch 2, text-encoder outputs cached (only the UNet on the device),
+gradient checkpointing on and off, goes through colabkit's own step code (``loop.micro_batch_loss``: the fp32
+forward process, the fp16 UNet input, autocast, min-SNR; then ``loop.optimizer_step`` with a real
+``torch.amp.GradScaler("cuda")``) under torch's FakeTensorMode on device "cuda": every tensor has its real
+shape, dtype and device and no data, so the step takes seconds on a CPU and the CUDA-only branches run
+(autocast's fp16 casts, the scaler's CUDA kernels, SDPA's CUDA attention kernels), catching device and dtype
+mix-ups there.
+
+It needs a CUDA build of torch (a CPU-only build refuses factory functions on a fake "cuda") but no GPU:
+
+    python -m venv /work/venvs/cuda && /work/venvs/cuda/bin/pip install torch==2.14.1
+    /work/venvs/cuda/bin/pip install -c constraints/colab.txt diffusers transformers peft accelerate \
+        safetensors huggingface_hub numpy pillow tqdm packaging
+    PYTHONPATH=$PWD /work/venvs/cuda/bin/python benchmarks/rehearse_cuda.py [--resolution 1024] [--batch 2]
+
+What is measured, and how (bytes of tensors, as torch.cuda.memory_allocated counts them, in GiB):
+- live bytes: a TorchDispatchMode under the fake mode records each output's storage (StorageWeakRef) and, after
+  every op, drops the storages that died: the peak of the forward is exact for the ops that ran.
+- kept for backward: what is still alive when the loss exists (autograd's saved tensors, and with checkpointing
+  the inputs each checkpointed block keeps); torch.autograd.graph.saved_tensors_hooks counts what autograd saves
+  outside checkpointed blocks, as a cross-check.
+- the backward itself cannot run here (the autograd engine wants a real device: "hasPrimaryContext expects a
+  valid device index"). Its peak is composed from measured pieces: kept for backward + (with checkpointing) the
+  largest recompute of one block, measured as that block's own forward peak in the run without checkpointing
+  (what the recompute rebuilds before its backward) + gradients in flight, two of the largest activation tensor
+  (the gradient arriving and the one leaving a layer) + the LoRA's fp32 gradients.
+- on paper, because they cannot run under fake tensors: bitsandbytes' AdamW8bit state (its kernels are CUDA
+  code, not torch ops: 2 bytes a parameter, the plan's figure; the step here runs torch's AdamW), the CUDA
+  context and cuBLAS/cuDNN workspaces (memory.FIXED_GB) and the caching allocator's fragmentation
+  (memory.FRAGMENTATION): the plan's own terms, shown beside the measured ones, not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GIB = 2**30
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--resolution", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--tokens", type=int, default=75, choices=(75, 150, 225), help="caption token length (77 positions at 75)")
+    p.add_argument("--checkpointing", choices=("on", "off", "both"), default="both")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        raise SystemExit("This needs a CUDA build of torch (no GPU needed): see the docstring.")
+    # autocast and GradScaler switch themselves off where no GPU is found; the simulated device is "there"
+    torch.cuda.amp.common.amp_definitely_not_available = lambda: False
+
+    runs = {}
+    for ckpt in ((True, False) if args.checkpointing == "both" else (args.checkpointing == "on",)):
+        t0 = time.perf_counter()
+        runs["on" if ckpt else "off"] = rehearse(args.resolution, args.batch, args.rank, args.tokens, ckpt)
+        runs["on" if ckpt else "off"]["seconds"] = round(time.perf_counter() - t0, 1)
+    if "on" in runs and "off" in runs:  # the recompute under checkpointing is a block's forward without it
+        runs["on"]["recompute_gb"] = runs["off"]["largest_block_forward_gb"]
+    for name, r in runs.items():
+        finish(r, args, checkpointing=name == "on")
+    print(json.dumps(runs, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+    return 0
+
+
+class LiveBytes:
+    """Live tensor bytes under a fake mode: storages recorded as ops make them, dropped when they die."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        import torch
+
+        tracker = self
+        self.values_for_item = False
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func is torch.ops.aten._local_scalar_dense.default and tracker.values_for_item:
+                    # .item() of a fake tensor has no value: the optimizer step's checks read one (the scale, "all
+                    # finite?", "inf found?"): True for a bool, 0 otherwise, i.e. a clean step that is taken
+                    return True if args[0].dtype == torch.bool else 0
+                out = func(*args, **(kwargs or {}))
+                tracker.after(func, out)
+                return out
+
+        self.mode = Mode()
+        self.live: dict[int, tuple[object, int]] = {}
+        self.permanent: set[int] = set()  # weights: never dropped, counted apart
+        self.now = self.peak = 0
+        self.largest = 0  # the largest single activation storage
+        self.ops: dict[str, int] = {}
+        self.block_stack: list[list[int]] = []  # [live at entry, peak inside] per block being run
+
+    @staticmethod
+    def key(t):
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        ref = StorageWeakRef(t.untyped_storage())
+        return ref.cdata, ref, t.untyped_storage().nbytes()
+
+    def mark_permanent(self, tensors) -> int:
+        total = 0
+        for t in tensors:
+            k, _, n = self.key(t)
+            if k not in self.permanent:
+                self.permanent.add(k)
+                total += n
+        return total
+
+    def after(self, func, out) -> None:
+        import torch
+        from torch.utils._pytree import tree_leaves
+
+        name = str(func.overloadpacket.__name__)
+        if "attention" in name or name in ("bmm", "baddbmm"):
+            self.ops[name] = self.ops.get(name, 0) + 1
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+                k, ref, n = self.key(t)
+                if k in self.permanent:
+                    continue
+                old = self.live.get(k)
+                if old is None or old[0].expired():
+                    self.live[k] = (ref, n)
+                    self.largest = max(self.largest, n)
+        self.sweep()
+
+    def sweep(self) -> int:
+        dead = [k for k, (ref, _) in self.live.items() if ref.expired()]
+        for k in dead:
+            del self.live[k]
+        self.now = sum(n for _, n in self.live.values())
+        self.peak = max(self.peak, self.now)
+        for frame in self.block_stack:
+            frame[1] = max(frame[1], self.now)
+        return self.now
+
+
+@contextlib.contextmanager
+def module_to_by_data():
+    """Module.to that sets each parameter's .data: the real one swaps parameters, which fake ones refuse (the fake
+    mode holds weakrefs to them); peft moves every new adapter with it."""
+    import itertools
+
+    import torch
+
+    real = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        for t in itertools.chain(self.parameters(), self.buffers()):
+            t.data = t.data.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+        return self
+
+    torch.nn.Module.to = to
+    try:
+        yield
+    finally:
+        torch.nn.Module.to = real
+
+
+def rehearse(resolution: int, batch: int, rank: int, tokens: int, checkpointing: bool) -> dict:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention import BasicTransformerBlock
+    from diffusers.models.resnet import ResnetBlock2D
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from colabkit.train import lora
+    from colabkit.train.loop import grad_scaler, micro_batch_loss, optimizer_step
+    from colabkit.train.models.load import SDXL_CONFIGS
+    from colabkit.train.noise import training_scheduler
+
+    config = json.loads((SDXL_CONFIGS / "unet" / "config.json").read_text())
+    sched_cfg = json.loads((SDXL_CONFIGS / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = training_scheduler(sched_cfg, "epsilon", False)  # real (CPU) tensors: its alphas_cumprod
+    live = LiveBytes()
+    saved: dict[int, int] = {}
+    blocks: list[float] = []
+
+    def pack(t):
+        k, _, n = live.key(t)
+        if k not in live.permanent:
+            saved[k] = n
+        return t
+
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.device("cuda"), module_to_by_data():
+        torch.set_default_dtype(torch.float16)
+        try:
+            unet = UNet2DConditionModel.from_config(config)  # fp16 weights, as load_sdxl gives them on a T4
+        finally:
+            torch.set_default_dtype(torch.float32)
+        unet.requires_grad_(False)
+        torch.manual_seed(0)
+        lora.add_lora(unet, lora.unet_targets(unet, "LoRA"), rank, rank // 2)
+        params = lora.lora_parameters(unet)
+        for p_ in params:
+            p_.data = p_.data.float()  # as the loop does: LoRA weights train in fp32 on fp16 weights
+        if checkpointing:
+            unet.enable_gradient_checkpointing()
+        unet.train()
+        weights = live.mark_permanent([t for t in unet.parameters()] + [t for t in unet.buffers()])
+        lora_bytes = sum(p_.numel() * 4 for p_ in params)
+        hooks = []
+        if not checkpointing:  # each checkpointable block's own forward peak: what a recompute rebuilds
+            def enter(module, inputs):
+                live.block_stack.append([live.sweep(), live.now])
+
+            def leave(module, inputs, output):
+                start, peak = live.block_stack.pop()
+                blocks.append(peak - start)
+            for m in unet.modules():
+                if isinstance(m, (ResnetBlock2D, BasicTransformerBlock)):
+                    hooks += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
+
+        with live.mode:
+            lat = torch.randn(batch, 4, resolution // 8, resolution // 8)  # cached latents: fp32
+            noise = torch.randn_like(lat)
+            timesteps = torch.randint(0, 1000, (batch,))
+            embeds = torch.randn(batch, tokens + 2, 2048, dtype=torch.float16)  # cached text outputs, fp16
+            pooled = torch.randn(batch, 1280, dtype=torch.float16)
+            add_time = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]] * batch,
+                                    dtype=torch.float16)
+            inputs = live.sweep()
+            scheduler.alphas_cumprod = scheduler.alphas_cumprod.to("cuda")
+            accelerator = type("A", (), {"mixed_precision": "fp16", "device": torch.device("cuda")})()
+            scaler = grad_scaler(accelerator)  # the loop's own: torch.amp.GradScaler("cuda")
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = micro_batch_loss(unet, scheduler, lat, noise, timesteps, embeds, pooled, add_time,
+                                        prediction="epsilon", min_snr_gamma=5.0, weight_dtype=torch.float16,
+                                        autocast=lambda: torch.autocast("cuda", dtype=torch.float16))
+                scaled = scaler.scale(loss)
+            assert loss.dtype == torch.float32 and loss.device.type == "cuda", (loss.dtype, loss.device)
+            forward_peak = live.peak
+            kept = live.sweep()
+            # The backward cannot run here; give every LoRA weight its fp32 gradient and take the optimizer step
+            # the loop takes (unscale, finiteness, clipping, scaler step, LR schedule), on the simulated device.
+            for p_ in params:
+                p_.grad = torch.zeros_like(p_)
+            live.values_for_item = True
+            optimizer = torch.optim.AdamW(params, lr=1e-4)
+            lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+            outcome = optimizer_step(optimizer, lr_sched, params, 1.0, scaler, 0.1)
+        for h in hooks:
+            h.remove()
+        del scaled
+    return {
+        "resolution": resolution, "batch": batch, "rank": rank, "tokens": tokens + 2,
+        "checkpointing": checkpointing, "unet_weights_gb": weights / GIB, "lora_params": sum(p_.numel() for p_ in params),
+        "lora_fp32_gb": lora_bytes / GIB, "inputs_gb": inputs / GIB,
+        "forward_peak_gb": forward_peak / GIB, "kept_for_backward_gb": kept / GIB,
+        "saved_by_autograd_gb": sum(saved.values()) / GIB, "largest_tensor_gb": live.largest / GIB,
+        "largest_block_forward_gb": max(blocks) / GIB if blocks else None,
+        "attention_ops": live.ops, "optimizer_step": outcome,
+    }
+
+
+def finish(r: dict, args, checkpointing: bool) -> None:
+    """The backward's peak from the measured pieces, the total next to memory.py's plan for the same run."""
+    from colabkit.train import memory
+
+    recompute = r.get("recompute_gb") or (r["largest_block_forward_gb"] if checkpointing else 0.0) or 0.0
+    if checkpointing and r.get("recompute_gb") is None:
+        recompute = 0.0  # not measured (run --checkpointing both)
+    in_flight = 2 * r["largest_tensor_gb"]
+    backward_peak = r["kept_for_backward_gb"] + recompute + in_flight + r["lora_fp32_gb"]  # + the LoRA's grads
+    activations = max(r["forward_peak_gb"], backward_peak)
+    plan = memory.estimate_vram(resolution=args.resolution, batch_size=args.batch, network_dim=args.rank,
+                                gradient_checkpointing=checkpointing, optimizer="AdamW8bit", sample_images=False,
+                                mixed_precision="fp16")
+    # the optimizer's 8-bit state (bitsandbytes, not run here) and autocast's fp16 copy of the LoRA, as the plan counts
+    lora_total = r["lora_fp32_gb"] * (1 + 1 + 2 / 4 + 2 / 4)  # fp32 weights + fp32 grads + 8-bit state + fp16 copy
+    simulated = r["unet_weights_gb"] + lora_total + activations
+    planned = plan.parts["unet weights"] + plan.parts["lora + optimizer"] + plan.parts["activations"]
+    r.update(backward_peak_gb=backward_peak, activations_gb=activations, simulated_allocated_gb=simulated,
+             plan_allocated_gb=planned, plan_activations_gb=plan.parts["activations"],
+             plan_total_gb=plan.total_gb, plan_parts=plan.parts,
+             simulated_total_gb=simulated + plan.parts["fixed"] + activations * memory.FRAGMENTATION,
+             activations_over_plan=activations / plan.parts["activations"])
+    for k, v in list(r.items()):
+        if isinstance(v, float):
+            r[k] = round(v, 3)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
