@@ -236,6 +236,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     step = start_step
     stopped = False
     in_a_row: list[int] = []  # the steps just skipped that count toward MAX_NONFINITE_IN_A_ROW
+    diverged = False
     threads = plan.device.cpu_threads
     watch = LoadWatch(threads) if threads and plan.device.adapt_cpu_threads else None
     rep.start(start_step, total)
@@ -294,7 +295,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             rep.skipped(step, skipped_total)
         in_a_row = in_a_row + [step] if outcome == "non-finite" else []
         rep.step(step, step_loss, lr_scheduler.get_last_lr()[0], budget.left_s())
-        if len(in_a_row) >= MAX_NONFINITE_IN_A_ROW:
+        if _agree(accelerator, len(in_a_row) >= MAX_NONFINITE_IN_A_ROW):  # every process stops at the same step
+            diverged = True
             break
         if watch is not None and (fewer := watch.after_step()):  # the machine got busy: give a core back
             threads = fewer
@@ -334,14 +336,15 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
     rep.close()
     trained_for = hms(seconds_before + time.time() - t_start)
-    if len(in_a_row) >= MAX_NONFINITE_IN_A_ROW:  # diverged: state saved, no LoRA written, earlier files untouched
+    if diverged:  # state saved, no LoRA written, earlier LoRA files untouched
         folder = save_state(step)
         if accelerator.is_main_process and plan.can_plot:
             loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
         msg = _("Stopped: the loss was not finite (NaN or infinite) at steps {first}-{last}, so those steps were "
-                "skipped and the training has diverged; state saved at step {step}, LoRA files untouched. Lower "
-                "unet_lr (or text_encoder_lr), or set mixed_precision to bf16 or no, and tick start_over.").format(
-            first=in_a_row[0], last=in_a_row[-1], step=step)
+                "skipped and the training has diverged; state saved at step {step}, the LoRA files saved so far "
+                "kept. Lower unet_lr (or text_encoder_lr), or set mixed_precision to bf16 or no, and tick "
+                "start_over.").format(
+            first=in_a_row[0] if in_a_row else step, last=step, step=step)
         return TrainResult("diverged", msg, step, total, _lora_files(project), None, grids, loss_plot, folder,
                            skipped_total)
     if stopped:
