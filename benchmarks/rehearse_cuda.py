@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--resolution", type=int, default=1024)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--tokens", type=int, default=75, choices=(75, 150, 225), help="caption token length (77 positions at 75)")
+    p.add_argument("--tokens", type=int, default=75, choices=(75, 150, 225),
+                   help="caption token length (75: 77 positions)")
     p.add_argument("--checkpointing", choices=("on", "off", "both"), default="both")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
@@ -297,7 +298,8 @@ def rehearse(resolution: int, batch: int, rank: int, tokens: int, checkpointing:
         del scaled
     return {
         "resolution": resolution, "batch": batch, "rank": rank, "tokens": tokens + 2,
-        "checkpointing": checkpointing, "unet_weights_gb": (weights - lora_bytes) / GIB, "lora_params": sum(p_.numel() for p_ in params),
+        "checkpointing": checkpointing, "unet_weights_gb": (weights - lora_bytes) / GIB,
+        "lora_params": sum(p_.numel() for p_ in params),
         "lora_fp32_gb": lora_bytes / GIB, "inputs_gb": inputs / GIB,
         "forward_peak_gb": forward_peak / GIB, "kept_for_backward_gb": kept / GIB,
         "saved_by_autograd_gb": sum(saved.values()) / GIB, "largest_tensor_gb": live.largest / GIB,
@@ -310,9 +312,9 @@ def finish(r: dict, args, checkpointing: bool) -> None:
     """The backward's peak from the measured pieces, the total next to memory.py's plan for the same run."""
     from colabkit.train import memory
 
-    recompute = r.get("recompute_gb") or (r["largest_block_forward_gb"] if checkpointing else 0.0) or 0.0
-    if checkpointing and r.get("recompute_gb") is None:
-        recompute = 0.0  # not measured (run --checkpointing both)
+    # with checkpointing, one block's forward is rebuilt before its backward (measured by the run without it:
+    # --checkpointing both); without, nothing is recomputed
+    recompute = (r.get("recompute_gb") or 0.0) if checkpointing else 0.0
     in_flight = 2 * r["largest_tensor_gb"]
     backward_peak = r["kept_for_backward_gb"] + recompute + in_flight + r["lora_fp32_gb"]  # + the LoRA's grads
     activations = max(r["forward_peak_gb"], backward_peak)

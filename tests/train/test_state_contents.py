@@ -79,5 +79,6 @@ def test_a_resume_keeps_the_token_length_its_run_started_with(stopped_project, m
     monkeypatch.setattr(loop, "encode_prompts", spy)
     result = loop.train(make_config(epochs=3), reporter=Rep(), device="cpu")
     assert result.status == "finished"
-    assert lengths and set(lengths) == {150} and "Captions are padded to 150 tokens, as this run did when it started." in said
+    assert lengths and set(lengths) == {150}
+    assert "Captions are padded to 150 tokens, as this run did when it started." in said
     assert StateStore(stopped_project.state).load_latest()[0].token_length == 150

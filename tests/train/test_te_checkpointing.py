@@ -14,7 +14,8 @@ def _encoders(tiny_sdxl):
     torch.manual_seed(0)
     tes = [CLIPTextModel.from_pretrained(tiny_sdxl / "text_encoder"),
            CLIPTextModelWithProjection.from_pretrained(tiny_sdxl / "text_encoder_2")]
-    toks = [CLIPTokenizer.from_pretrained(tiny_sdxl / "tokenizer"), CLIPTokenizer.from_pretrained(tiny_sdxl / "tokenizer_2")]
+    toks = [CLIPTokenizer.from_pretrained(tiny_sdxl / "tokenizer"),
+            CLIPTokenizer.from_pretrained(tiny_sdxl / "tokenizer_2")]
     for te in tes:
         te.requires_grad_(False)
         lora.add_lora(te, lora.text_encoder_targets(te), 4, 2)
