@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 SUPPORTED: dict[str, str] = {
     "torch": ">=2.4,<3",
     "diffusers": ">=0.35,<0.50",
-    "transformers": ">=4.56,<6",
+    "transformers": ">=5.15,<6",  # what the suite runs (Colab's); 4.x is untested
     "peft": ">=0.17,<0.30",
     "accelerate": ">=1.8,<2",
     "safetensors": ">=0.5,<1",

@@ -286,11 +286,12 @@ def _resolve_model(plan: RunPlan) -> None:
     plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})" + unchecked)
     plan.prediction_type = resolved.prediction_type
     switch = run.zero_terminal_snr
-    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr)
+    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr, edm=facts.edm)
     if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
         why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
             switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
-            "as the reference trainers do" if plan.zero_terminal_snr else "")
+            "as the reference trainers do" if plan.zero_terminal_snr else "an EDM (CosXL-style) model" if facts.edm
+            else "")
         warning = ztsnr_warning(plan.prediction_type, plan.zero_terminal_snr)
         plan.note("prediction", "warn" if warning else "ok", warning or f"{plan.prediction_type}, zero-terminal SNR "
                   f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")

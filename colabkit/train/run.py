@@ -29,7 +29,7 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
     preflight(plan, show=False).raise_if_errors()
     with display.quiet_library_notices():
         result = train(plan, reporter=display.NotebookReporter())
-    display.show_text(result.message, "ok" if result.status != "stopped" else "warn")
+    display.show_text(result.message, "ok" if result.status in ("finished", "already finished") else "warn")
     if result.loss_plot:
         display.show_image(result.loss_plot, "Loss", width=700)
     if result.status == "stopped":

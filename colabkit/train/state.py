@@ -39,6 +39,11 @@ class TrainState:
     seconds_trained: float = 0.0
     saved_at: float = 0.0
     cpu_threads: int | None = None  # torch threads of a CPU run: a resume uses the same (same float sums)
+    # The caption token length the run's text conditioning was padded to (75, 150 or 225): a resume keeps it.
+    # None: not recorded, the rule of the day (padded to the 75-token chunks the longest caption needs).
+    token_length: int | None = None
+    forward_fp32: bool = True  # the forward process in fp32; False: a run saved before, in the weight dtype
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
     folder: Path | None = None
 
     @property
@@ -120,6 +125,8 @@ class StateStore:
             "step": state.step, "config": state.config, "fingerprints": state.fingerprints,
             "total_steps": state.total_steps, "losses": state.losses, "finished": state.finished,
             "seconds_trained": state.seconds_trained, "saved_at": time.time(), "cpu_threads": state.cpu_threads,
+            "token_length": state.token_length, "forward_fp32": state.forward_fp32,
+            "skipped_steps": state.skipped_steps,
         }
         _write(tmp / "trainable.safetensors",
                lambda p: save_file({k: v.detach().float().cpu().contiguous() for k, v in state.trainable.items()}, str(p)))
@@ -161,10 +168,17 @@ class StateStore:
                 raise ValueError(f"{name} does not match its checksum")
         meta = json.loads((folder / "state.json").read_text())
         extra = torch.load(folder / "extra.pt", weights_only=True, map_location="cpu")
+        token_length = meta.get("token_length")
+        if token_length is None and "cpu_threads" not in meta:
+            # Saved before captions were padded to need (states carry cpu_threads since soon after that change):
+            # every caption was padded to max_token_length (75 before that setting existed), 2 positions added.
+            token_length = meta["config"].get("max_token_length", 75)
         return TrainState(
             step=meta["step"], config=meta["config"], fingerprints=meta["fingerprints"],
             total_steps=meta["total_steps"], losses=meta["losses"], finished=meta["finished"],
             seconds_trained=meta["seconds_trained"], saved_at=meta["saved_at"], cpu_threads=meta.get("cpu_threads"),
+            token_length=token_length, forward_fp32=meta.get("forward_fp32", False),
+            skipped_steps=meta.get("skipped_steps", 0),
             trainable=load_file(folder / "trainable.safetensors"),
             optimizer=torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"),
             lr_scheduler=extra["lr_scheduler"], scaler=extra["scaler"], rng=extra["rng"], folder=folder,

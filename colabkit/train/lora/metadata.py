@@ -109,8 +109,9 @@ def build_metadata(
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": int(network_dim),
         "ss_network_alpha": float(network_alpha),
-        # sd-scripts writes sdxl_base_v1-0 for every SDXL; "_v" follows its SD1/SD2 naming ("sd_v2_v")
-        "ss_base_model_version": BASE_MODEL_VERSION + ("_v" if v_pred else ""),
+        # sd-scripts writes sdxl_base_v1-0 for every SDXL model, v-prediction too: that one is said by
+        # ss_v_parameterization and modelspec.prediction_type (readers match the version string exactly)
+        "ss_base_model_version": BASE_MODEL_VERSION,
         "ss_v2": False,
         "ss_v_parameterization": v_pred,
         "ss_sd_model_name": base_model_name,
