@@ -158,10 +158,10 @@ def find_lora(project, name: str) -> Path | None:
 
 
 def lora_files(project) -> list[Path]:
-    """The project's LoRA files: per-epoch files in epoch order, then the final one."""
-    epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
-    final = project.output / f"{project.slug}.safetensors"
-    return epochs + ([final] if final.is_file() else [])
+    """The project's LoRA files: per-epoch files in epoch order, then the final one (the run's own names)."""
+    from colabkit.train.outputs import run_loras
+
+    return run_loras(project)
 
 
 # -- the step --------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from colabkit.train.config import TrainConfig
 from colabkit.train.cpu_threads import LoadWatch
 from colabkit.train.noise import loss_weights, noisy_and_target, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
+from colabkit.train.outputs import epoch_loras, lora_name, run_loras
 from colabkit.train.plan import RunPlan, fetch_model, make_plan
 from colabkit.train.plots import save_loss_plot
 from colabkit.train.state import StateStore, TrainState, capture_rng, restore_rng
@@ -63,8 +64,6 @@ class TrainResult:
 MAX_NONFINITE_IN_A_ROW = 5
 
 
-def lora_name(project: Project, epoch: int | None = None) -> Path:
-    return project.output / (f"{project.slug}-{epoch:02d}.safetensors" if epoch else f"{project.slug}.safetensors")
 
 
 def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
@@ -84,7 +83,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     rep.stage(plan.steps.describe())
     store = StateStore(project.state)
     if plan.config.start_over:
-        moved = store.archive(outputs=[*_lora_files(project), lora_name(project).with_suffix(".json")])
+        moved = store.archive(outputs=[*run_loras(project), lora_name(project).with_suffix(".json")])
         if moved:
             rep.stage(f"start_over: the previous run's state and LoRA files were moved to {moved.name} (nothing deleted).")
     for note in plan.notes:
@@ -94,7 +93,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     if plan.resume == "finished":  # said before any model is downloaded or loaded
         return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
                            "Raise epochs to train further, or set start_over to train again from scratch.",
-                           state.step, total, _lora_files(project), lora_name(project)
+                           state.step, total, run_loras(project), lora_name(project)
                            if lora_name(project).exists() else None, state_folder=state.folder)
     resolved = fetch_model(plan)  # downloads only what the plan found still to download
     fingerprints = plan.fingerprints
@@ -350,7 +349,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                 "kept. Lower unet_lr (or text_encoder_lr), or set mixed_precision to bf16 or no, and tick "
                 "start_over.").format(
             first=in_a_row[0] if in_a_row else step, last=step, step=step)
-        return TrainResult("diverged", msg, step, total, _lora_files(project), None, grids, loss_plot, folder,
+        return TrainResult("diverged", msg, step, total, run_loras(project), None, grids, loss_plot, folder,
                            skipped_total)
     if stopped:
         used = hms(budget.now() - budget.start)
@@ -358,7 +357,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
         if not plan.can_plot:
             msg += " The loss plot was skipped: matplotlib is not installed."
-        return TrainResult("stopped", msg, step, total, _lora_files(project), None, grids, loss_plot,
+        return TrainResult("stopped", msg, step, total, run_loras(project), None, grids, loss_plot,
                            store.latest_folder(), skipped_total)
     final = lora_name(project)
     if accelerator.is_main_process:
@@ -370,7 +369,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
            f"(activation tag: {activation or '(none)'}).")
     if not plan.can_plot:
         msg += " The loss plot was skipped: matplotlib is not installed."
-    return TrainResult("finished", msg, step, total, _lora_files(project), final, grids, loss_plot, folder,
+    return TrainResult("finished", msg, step, total, run_loras(project), final, grids, loss_plot, folder,
                        skipped_total)
 
 
@@ -518,13 +517,9 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
 
 
 def _prune_epochs(project: Project, keep: int) -> None:
-    epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
+    epochs = epoch_loras(project)
     for old in epochs[:-keep] if keep else []:
         files.remove_for_good(old)  # truncated first: a pruned epoch leaves nothing in Drive's trash
-
-
-def _lora_files(project: Project) -> list[Path]:
-    return sorted(project.output.glob(f"{project.slug}*.safetensors"))
 
 
 def _previews_after(run, step: int, per_epoch: int, total: int) -> bool:

@@ -13,12 +13,12 @@ them all at once; ``train`` refuses a plan that has any (``raise_if_errors``).
 from __future__ import annotations
 
 import importlib.util
-import re
 import shutil
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from colabkit.errors import ColabkitError
+from colabkit.train.outputs import is_run_lora
 from colabkit.train.config import TrainConfig, resume_problems, step_plan
 from colabkit.train.noise import use_ztsnr, ztsnr_warning
 
@@ -340,10 +340,8 @@ def _check_parent(plan: RunPlan) -> None:
     except ColabkitError as e:
         plan.note("continue from", "error", str(e))
         return
-    out = plan.project.output.resolve()
     slug = plan.project.slug
-    # the names the run writes and prunes (loop.lora_name, _prune_epochs: <slug>-[0-9][0-9]*)
-    if path.resolve().parent == out and (path.stem == slug or re.match(re.escape(slug) + r"-\d\d", path.stem)):
+    if is_run_lora(path, plan.project):  # a name the run writes, prunes or archives on start_over
         plan.note("continue from", "error", _(
             "{name} is a file this run writes (or prunes) in output/: rename it first (e.g. {slug}-v1.safetensors) "
             "and give that name, so it is never overwritten.").format(name=path.name, slug=slug))
