@@ -7,8 +7,9 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from colabkit.choices import StepConfig
+from colabkit.choices import StepConfig, setting
 from colabkit.errors import ColabkitError
+from colabkit.i18n import N_
 
 Sampler = Literal["DPM++ 2M Karras", "DPM++ 2M SDE Karras", "Euler a", "Euler"]
 Prediction = Literal["auto", "epsilon", "v_prediction"]
@@ -75,19 +76,30 @@ class _Config(StepConfig):
 class CompareConfig(_Config):
     """The epoch grid: rows = LoRA files of output/, columns = LoRA weights; same prompts and seed everywhere."""
 
-    project_name: str
-    base_model: str = "SDXL base 1.0"
-    lora_files: str = ""  # names in output/, comma-separated; "": every LoRA file there (epochs, then final)
-    lora_weights: str = "0.6, 0.8, 1.0"
-    prompt: str = ""  # one per line; "": the activation tag plus the dataset's most frequent tags
-    negative_prompt: str = NEGATIVE
-    seed: int = 1234
-    steps: int = 20
-    guidance_scale: float = 7.0
-    size: str = "1024x1024"
-    sampler: Sampler = "DPM++ 2M Karras"
-    cell_size: int = 384  # each picture's longest side in the grid
-    prediction_type: Prediction = "auto"  # "auto": read from the checkpoint
+    project_name: str = setting(help=N_(
+        "Your project's folder name under MyDrive/Loras/ (letters, digits, - and _)."))
+    base_model: str = setting("SDXL base 1.0", N_(
+        "The model you trained on (found again on Drive), or any other SDXL: a preset, a link to a .safetensors "
+        "checkpoint or a path; tiny-sdxl is built in (random weights)."))
+    lora_files: str = setting("", N_(
+        "Names of LoRA files in output/, separated by commas; empty compares them all (the epochs, then the final "
+        "one)."))
+    lora_weights: str = setting("0.6, 0.8, 1.0", N_(
+        "The LoRA weights to compare (the grid's columns), separated by commas."))
+    prompt: str = setting("", N_(
+        "One prompt per line; empty: your activation tag plus your dataset's most frequent tags."))
+    negative_prompt: str = setting(NEGATIVE, N_("What the pictures should not show."))
+    seed: int = setting(1234, N_(
+        "The seed of every picture in the grid, so the files are compared on the same picture."))
+    steps: int = setting(20, N_("Sampling steps per picture (20-30 is usual)."))
+    guidance_scale: float = setting(7.0, N_("How strictly the pictures follow the prompt (5-8 is usual)."))
+    size: str = setting("1024x1024", N_(
+        "Picture size as WIDTHxHEIGHT, each side a multiple of 64 (SDXL's own sizes: 1024x1024, 1216x832, ...)."))
+    sampler: Sampler = setting("DPM++ 2M Karras", N_(
+        "DPM++ 2M Karras is sharp in 20-30 steps; Euler a is softer and more varied."))
+    cell_size: int = setting(384, N_("Each picture's longest side in the grid, in pixels."))
+    prediction_type: Prediction = setting("auto", N_(
+        "auto reads it from the checkpoint; pick v_prediction for a v-pred model that does not say so."))
 
     def _problems(self):
         yield from self._render_problems()
@@ -103,20 +115,30 @@ class CompareConfig(_Config):
 class GenerateConfig(_Config):
     """Pictures with the LoRA, written to output/generated/ with A1111's `parameters` text chunk."""
 
-    project_name: str
-    base_model: str = "SDXL base 1.0"
-    lora_file: str = ""  # a name in output/ or a path; "": the final LoRA (else the newest epoch); "none": no LoRA
-    lora_scale: float = 0.8
-    prompt: str = ""  # "": the activation tag plus the dataset's most frequent tags
-    negative_prompt: str = NEGATIVE
-    seed: int = -1  # -1: a random seed (written into each PNG, so any picture can be made again)
-    steps: int = 25
-    guidance_scale: float = 7.0
-    size: str = "1024x1024"
-    num_images: int = 4
-    sampler: Sampler = "DPM++ 2M Karras"
-    seamless: bool = False  # tileable textures: circular padding in the UNet and VAE convolutions
-    prediction_type: Prediction = "auto"  # "auto": read from the checkpoint
+    project_name: str = setting(help=N_(
+        "Your project's folder name under MyDrive/Loras/ (letters, digits, - and _)."))
+    base_model: str = setting("SDXL base 1.0", N_(
+        "The model you trained on (found again on Drive), or any other SDXL: a preset, a link to a .safetensors "
+        "checkpoint or a path; tiny-sdxl is built in (random weights)."))
+    lora_file: str = setting("", N_(
+        "The LoRA file you picked (a name in output/ or a path); empty: the final one (else the newest epoch); "
+        "none: no LoRA."))
+    lora_scale: float = setting(0.8, N_("The LoRA's weight (0.6-1.0 is usual)."))
+    prompt: str = setting("", N_("What to draw; empty: your activation tag plus your dataset's most frequent tags."))
+    negative_prompt: str = setting(NEGATIVE, N_("What the pictures should not show."))
+    seed: int = setting(-1, N_(
+        "-1 picks a new one each run; every picture keeps its seed in its PNG info, so a good one can be made "
+        "again."))
+    steps: int = setting(25, N_("Sampling steps per picture (20-30 is usual)."))
+    guidance_scale: float = setting(7.0, N_("How strictly the pictures follow the prompt (5-8 is usual)."))
+    size: str = setting("1024x1024", N_(
+        "Picture size as WIDTHxHEIGHT, each side a multiple of 64 (SDXL's own sizes: 1024x1024, 1216x832, ...)."))
+    num_images: int = setting(4, N_("How many pictures to make."))
+    sampler: Sampler = setting("DPM++ 2M Karras", N_(
+        "DPM++ 2M Karras is sharp in 20-30 steps; Euler a is softer and more varied."))
+    seamless: bool = setting(False, N_("Tileable textures: the picture wraps around at its edges."))
+    prediction_type: Prediction = setting("auto", N_(
+        "auto reads it from the checkpoint; pick v_prediction for a v-pred model that does not say so."))
 
     def _problems(self):
         # -1 is allowed here (random); the rest of the render checks apply
@@ -133,17 +155,26 @@ class GenerateConfig(_Config):
 class CutoutConfig(_Config):
     """Cut pictures on a plain light background out into transparent sprites, an atlas and its JSON."""
 
-    project_name: str = ""  # with no input_folder: the project's output/generated/
-    input_folder: str = ""  # any folder of pictures (made anywhere); "": <project>/output/generated
-    output_folder: str = ""  # "": <project>/output/assets, or <input_folder>/assets without a project
-    tolerance: int = 24  # how far (0-255, per colour channel) a pixel may be from the background colour
-    softness: int = 48  # the shortest anti-aliased edge ramp, in the same units (for pale shapes)
-    gap: int = 8  # parts closer than this many pixels are one sprite
-    min_area: int = 64  # smaller specks (in pixels) are dropped
-    margin: int = 2  # transparent pixels kept around each trimmed sprite
-    palette_colors: int = 0  # > 0: reduce each sprite to this many colours (pixel art); 0: off
-    atlas_padding: int = 2
-    model_file: str = ""  # an .onnx matting model (BiRefNet: MIT; isnet-anime: Apache-2.0); "": flood fill
+    project_name: str = setting("", N_(
+        "With no input_folder: the project whose output/generated/ pictures are cut out."))
+    input_folder: str = setting("", N_(
+        "Any folder of pictures (made anywhere); empty: the project's output/generated/."))
+    output_folder: str = setting("", N_(
+        "Where the sprites go; empty: the project's output/assets/, or input_folder/assets without a project."))
+    tolerance: int = setting(24, N_(
+        "How far (0-255 per colour channel) a pixel may be from the background colour: raise it if specks of "
+        "background stay; lower it if pale parts of a sprite vanish."))
+    softness: int = setting(48, N_(
+        "The shortest soft edge kept around shapes, in the same units as tolerance (for pale shapes)."))
+    gap: int = setting(8, N_("Parts closer than this many pixels are one sprite."))
+    min_area: int = setting(64, N_("Smaller specks (in pixels) are dropped."))
+    margin: int = setting(2, N_("Transparent pixels kept around each trimmed sprite."))
+    palette_colors: int = setting(0, N_(
+        "For pixel art, e.g. 16: reduce each sprite to this many colours; 0 keeps every colour."))
+    atlas_padding: int = setting(2, N_("Transparent pixels between the sprites in atlas.png."))
+    model_file: str = setting("", N_(
+        "Optional: an .onnx background-removal model on Drive for busy backgrounds, BiRefNet (MIT) or isnet-anime "
+        "(Apache-2.0); empty: the plain-background fill. Not BRIA RMBG: its licence forbids commercial use."))
 
     def _problems(self):
         if not self.project_name and not self.input_folder:
