@@ -28,7 +28,7 @@ def _columns(rows: list[dict[str, str]], keys: list[str], headings: dict[str, st
 
 def format_check(report) -> str:
     parts = [report.summary(), *(_("warning: {text}").format(text=w) for w in report.warnings)]
-    rows = report.rows()
+    rows = [{**r, "status": _(r["status"])} for r in report.rows()]  # the status is a key in the data
     if rows:
         parts.append(_columns(rows, ["file", "status", "size", "mode", "details"], HEADINGS))
         fixes = [f"  {r['file']}: {r['fix']}" for r in rows if r["fix"]]

@@ -16,7 +16,7 @@ from colabkit.choices import StepConfig, setting
 from colabkit.dataset.captions import CaptionEdits
 from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE
 from colabkit.errors import ColabkitError
-from colabkit.i18n import N_
+from colabkit.i18n import N_, _
 
 TaggingMethod = Literal["anime tags", "photo captions"]
 # SmilingWolf's WD14 v3 taggers, best first, and the built-in random-weight one (no download, for trying
@@ -51,9 +51,9 @@ class CheckConfig(StepConfig):
 
     def _problems(self):
         if self.min_side < 1:
-            yield f"min_side must be at least 1; got {self.min_side}."
+            yield _("min_side must be at least 1; got {value}.").format(value=self.min_side)
         if self.max_aspect < 1:
-            yield f"max_aspect must be at least 1 (1 = square only); got {self.max_aspect}."
+            yield _("max_aspect must be at least 1 (1 = square only); got {value}.").format(value=self.max_aspect)
 
 
 @dataclass(frozen=True)
@@ -106,16 +106,18 @@ class TagConfig(StepConfig):
 
     def _problems(self):
         if not 0 < self.tag_threshold <= 1:
-            yield f"tag_threshold {self.tag_threshold} must be between 0 and 1 (0.35 is a good start)."
+            yield _("tag_threshold {value} must be between 0 and 1 (0.35 is a good start).").format(
+                value=self.tag_threshold)
         if self.character_threshold <= 0:
-            yield f"character_threshold {self.character_threshold} must be above 0 (above 1 turns character tags off)."
+            yield _("character_threshold {value} must be above 0 (above 1 turns character tags off).").format(
+                value=self.character_threshold)
         if self.batch_size < 1:
-            yield f"batch_size {self.batch_size} must be at least 1."
+            yield _("batch_size {value} must be at least 1.").format(value=self.batch_size)
         if self.caption_beams < 1:
-            yield f"caption_beams {self.caption_beams} must be at least 1."
+            yield _("caption_beams {value} must be at least 1.").format(value=self.caption_beams)
         if not 0 <= self.caption_min_length <= self.caption_max_length or self.caption_max_length < 1:
-            yield (f"caption_min_length ({self.caption_min_length}) and caption_max_length ({self.caption_max_length}) "
-                   "must satisfy 0 <= min <= max, max at least 1 (5 and 40 are usual).")
+            yield _("caption_min_length ({min}) and caption_max_length ({max}) must satisfy 0 <= min <= max, max at "
+                    "least 1 (5 and 40 are usual).").format(min=self.caption_min_length, max=self.caption_max_length)
         yield from _edit_problems(activation_tag=self.activation_tag, blacklist_tags=self.blacklist_tags)
 
 
