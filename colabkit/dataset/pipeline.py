@@ -100,7 +100,7 @@ class DatasetReport:
     def summary(self) -> str:
         n_rej = len(self.rejected)
         text = ngettext("{n} image ready", "{n} images ready", len(self.accepted)).format(n=len(self.accepted))
-        text += ", " + _("{n} rejected").format(n=n_rej)
+        text += ", " + ngettext("{n} rejected", "{n} rejected", n_rej).format(n=n_rej)
         n_warn = len(self.problems) - n_rej
         if n_warn:
             text += ", " + ngettext("{n} warning", "{n} warnings", n_warn).format(n=n_warn)
@@ -145,7 +145,7 @@ class TagReport:
             parts.append(ngettext("{n} rejected file skipped", "{n} rejected files skipped",
                                   len(self.skipped)).format(n=len(self.skipped)))
         if self.failed:
-            parts.append(_("{n} failed").format(n=len(self.failed)))
+            parts.append(ngettext("{n} failed", "{n} failed", len(self.failed)).format(n=len(self.failed)))
         text = ", ".join(parts) + f" ({self.method}, {self.model}"
         if self.device:
             text += " " + _("on {device}").format(device=self.device)
