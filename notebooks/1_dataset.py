@@ -12,23 +12,33 @@
 # %%
 # @title Step 0: set up (installs what Colab lacks) { display-mode: "form" }
 colabkit_source = ""  # @param {type:"string"}
-# @markdown Needed once per fresh runtime: where to install colabkit from. A git URL (`git+https://...`), a release on
+# @markdown Needed once per fresh runtime: where to install colabkit from. Empty: the newest `colabkit-*.whl` in
+# @markdown `MyDrive/Loras/_colabkit/` (unzip the colabkit download there). Or a git URL (`git+https://...`), a release on
 # @markdown the package index (`colabkit==0.1.0`), or a wheel on Drive (`/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl`,
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
-import importlib, importlib.util, subprocess, sys
+language = "English"  # @param ["English", "Español"]
+# @markdown The language of the notebook's messages.
+import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
+        from google.colab import drive; drive.mount("/content/drive")  # the download's wheel is on Drive
+    # The download's wheels (COLABKIT_DRIVE_ROOT: a local stand-in for MyDrive), newest last.
+    wheels = sorted(glob.glob(os.environ.get("COLABKIT_DRIVE_ROOT", "/content/drive/MyDrive") + "/Loras/_colabkit/colabkit-*.whl"),
+                    key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
+    # A typed wheel or release wins; empty or a repository URL (git+...): the download's newest wheel comes first.
+    source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
-                          "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
+                          "--disable-pip-version-check", source], capture_output=True, text=True) if source else None
     if pip is None or pip.returncode:  # pip's (or git's) error line says why; the rest is not for the user
         why = ([ln.strip() for ln in pip.stderr.splitlines() if ln.strip().startswith(("ERROR", "fatal"))]
-               or ["pip failed"])[-1] if pip else "colabkit_source is empty"
-        raise SystemExit(f"colabkit is not installed ({why}). Put in colabkit_source a git URL (git+https://...), a "
-                         "package index release (colabkit==0.1.0) or a wheel on Drive (/content/drive/MyDrive/colabkit-"
-                         "0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a colabkit checkout), then run this cell again.")
+               or ["pip failed"])[-1] if pip else "colabkit_source is empty and MyDrive/Loras/_colabkit/ has no colabkit-*.whl"
+        raise SystemExit(f"colabkit is not installed ({why}). Unzip the colabkit download into MyDrive/Loras/_colabkit/, or put "
+                         "in colabkit_source a git URL (git+https://...), a package index release (colabkit==0.1.0) or a wheel on "
+                         "Drive (/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a "
+                         "colabkit checkout), then run this cell again.")
     importlib.invalidate_caches()
+from colabkit.i18n import set_language; set_language(language)
 from colabkit.colab import setup
 setup_report = setup(extras=["tag", "notebook"])
 
