@@ -67,8 +67,7 @@ project = open_or_create_project(project_name)
 move_rejected = False  # @param {type:"boolean"}
 min_side = 512  # @param {type:"integer"}
 max_aspect = 4.0  # @param {type:"number"}
-# @markdown `min_side`: images whose shorter side is below this many pixels are too small to train on.
-# @markdown `max_aspect`: images longer than this on one side (4.0 = 4:1) would be mostly cropped away.
+# @settings CheckConfig: min_side, max_aspect
 # @markdown Tagging and training use exactly the images this step accepts.
 from colabkit.dataset.config import CheckConfig
 from colabkit.dataset.pipeline import check_dataset
@@ -106,9 +105,7 @@ activation_tag = "houtline"  # @param {type:"string"}
 blacklist_tags = ""  # @param {type:"string"}
 overwrite_captions = False  # @param {type:"boolean"}
 batch_size = 8  # @param {type:"integer"}
-# @markdown `tagger_model` / `caption_model` also accept a folder on Drive with your own model.
-# @markdown `tiny-wd14` / `tiny-blip` are small built-in models with random weights: they try the flow in seconds
-# @markdown without a download, but their tags mean nothing.
+# @settings TagConfig: tagger_model, caption_model
 from colabkit.dataset.config import TagConfig
 from colabkit.dataset.pipeline import tag_dataset
 from colabkit.display_dataset import show_tag_report
@@ -126,8 +123,7 @@ show_tag_report(tag_report)
 # ## Step 4: trigger word and curation
 # Applies to **all** captions, including ones you wrote yourself: the trigger word (from Step 3) first and
 # only once, blacklisted tags removed, duplicates removed.
-# - **replace_tags**: `old=new` pairs, comma-separated (`monochrome=black and white, sketch=`; nothing after `=` removes the tag).
-# - **global_tags**: tags added to every caption, right after the trigger word.
+# @settings CurateConfig: replace_tags, global_tags
 
 # %%
 # @title Step 4: trigger word and curation { display-mode: "form" }

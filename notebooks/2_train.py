@@ -49,30 +49,19 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 # `train_batch_size` images at once. Steps = images x repeats / batch x epochs. For 10-100 drawings,
 # **300-500 steps** is the usual target: the check below does the maths and suggests repeats that land there.
 #
-# - **num_repeats**: how often each image is seen per epoch. Few images: more repeats.
-# - **epochs**: how many rounds. A LoRA file is saved after each, so you can pick the best one.
-# - **train_batch_size**: images per step. Bigger is faster per image but needs more GPU memory (2 is safe on a T4 at 1024 px).
-# - **optimizer**: *AdamW8bit* is the steady choice for many images; *Prodigy* finds its own learning
-#   rate and suits small datasets (leave `recommended_values` on: it sets lr 1.0 and alpha = dim for it).
-# - **network_dim / network_alpha**: the LoRA's capacity. 16/8 suits a style or a character; more is rarely better.
-# - **lora_type**: *LoCon* also trains the convolution layers: stronger on textures and line quality.
-# - **shuffle_tags / keep_tokens**: shuffle the caption's tags each time, keeping the first `keep_tokens`
-#   (your activation tag) in front, so the model does not learn the order of the tags.
-# - **budget_hours**: stop (with everything saved) before the day's free GPU time runs out.
-# - **start_over**: begin a new run instead of continuing a saved one (old files are kept).
+# @settings TrainConfig: num_repeats, epochs, train_batch_size, optimizer, network_dim, network_alpha, lora_type, shuffle_tags, keep_tokens, budget_hours, start_over
 
 # %%
 # @title Step 1: settings and preflight check { display-mode: "form" }
 project_name = "my-first-lora"  # @param {type:"string"}
 base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
-# @markdown A preset, a URL of a `.safetensors` checkpoint, or a path on Drive (`/content/drive/MyDrive/...`).
-# @markdown `tiny-sdxl`: built in, no download, runs on a CPU (random weights: to try the flow, not a real LoRA).
+# @settings TrainConfig: base_model
 keep_model_on_drive = True  # @param {type:"boolean"}
-# @markdown Keep the downloaded model in `MyDrive/Loras/_models/` (about 7 GB) so tomorrow skips the download.
+# @settings TrainConfig: keep_model_on_drive
 prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
-# @markdown `auto` reads it from the checkpoint; pick `v_prediction` for a v-pred model that does not say so.
+# @settings TrainConfig: prediction_type
 zero_terminal_snr = "auto"  # @param ["auto", "on", "off"]
-# @markdown `auto`: on when the model says it was trained with zero-terminal SNR, and with v-prediction.
+# @settings TrainConfig: zero_terminal_snr
 resolution = 1024  # @param {type:"integer"}
 num_repeats = 10  # @param {type:"integer"}
 epochs = 10  # @param {type:"integer"}
@@ -81,7 +70,7 @@ optimizer = "AdamW8bit"  # @param ["AdamW8bit", "Prodigy", "AdamW", "Adafactor"]
 recommended_values = True  # @param {type:"boolean"}
 unet_lr = 1e-4  # @param {type:"number"}
 text_encoder_lr = 0.0  # @param {type:"number"}
-# @markdown `text_encoder_lr` 0 keeps the text encoders frozen (less memory, usual for SDXL).
+# @settings TrainConfig: text_encoder_lr
 lr_scheduler = "cosine"  # @param ["constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear"]
 network_dim = 16  # @param {type:"integer"}
 network_alpha = 8  # @param {type:"integer"}
@@ -90,14 +79,14 @@ shuffle_tags = True  # @param {type:"boolean"}
 keep_tokens = 1  # @param {type:"integer"}
 flip_aug = False  # @param {type:"boolean"}
 max_token_length = 225  # @param [75, 150, 225]
-# @markdown Caption tokens used (75 per chunk): long WD14 tag lists need 150-225, or their last tags are cut.
+# @settings TrainConfig: max_token_length
 gradient_checkpointing = "auto"  # @param ["auto", "on", "off"]
-# @markdown `auto`: on only when the run would not fit the GPU without it (slower, much less memory).
+# @settings TrainConfig: gradient_checkpointing
 # @markdown Saving and previews
 save_every_n_epochs = 1  # @param {type:"integer"}
 keep_only_last_n_epochs = 10  # @param {type:"integer"}
 sample_prompts = ""  # @param {type:"string"}
-# @markdown One prompt per line; empty: your activation tag plus your dataset's most frequent tags.
+# @settings TrainConfig: sample_prompts
 sample_every_n_epochs = 1  # @param {type:"integer"}
 # @markdown Free-tier budget
 budget_hours = 3.0  # @param {type:"number"}

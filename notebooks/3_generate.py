@@ -47,9 +47,7 @@ setup_report = setup(extras=["tag", "notebook"], need_gpu=True)
 # and the **weight** where they still look clean: an overtrained file repeats your drawings or breaks
 # apart; an undertrained one looks like the base model. About 15 s per picture on a T4 at 1024 px.
 #
-# - **base_model**: the model you trained on (downloaded then, found again on Drive), or any other SDXL.
-# - **lora_files**: names from `output/`, separated by commas; empty compares them all.
-# - **prompt**: one per line; empty uses your activation tag plus your dataset's most frequent tags.
+# @settings CompareConfig: base_model, lora_files, prompt
 
 # %%
 # @title Step 1: compare epochs and weights { display-mode: "form" }
@@ -76,9 +74,7 @@ compare_grid = compare_epochs(CompareConfig(
 # For sprites, keep *white background, simple background* in the prompt (step 3 needs a plain background);
 # for a tileable texture, tick **seamless**.
 #
-# - **lora_file**: the file you picked in step 1 (empty: the final one; `none`: no LoRA). **lora_scale**: its weight.
-# - **seed**: -1 picks a new one each run; every picture keeps its seed, so a good one can be made again.
-# - **sampler**: *DPM++ 2M Karras* is sharp in 20-30 steps; *Euler a* is softer and more varied.
+# @settings GenerateConfig: lora_file, lora_scale, seed, sampler
 
 # %%
 # @title Step 2: generate pictures { display-mode: "form" }
@@ -109,12 +105,7 @@ pictures = generate_images(GenerateConfig(
 # them are packed into `atlas.png` + `atlas.json` (TexturePacker's JSON-hash layout: Phaser and PixiJS load it).
 # Results: `output/assets/<picture>/`; the preview shows each sprite's box and number.
 #
-# - **input_folder**: empty cuts out `output/generated/`; or any folder of pictures made elsewhere.
-# - **tolerance**: raise it if specks of background stay; lower it if pale parts of a sprite vanish.
-# - **gap**: parts closer than this (in pixels) are one sprite. **min_area**: smaller specks are dropped.
-# - **palette_colors**: for pixel art, e.g. 16; 0 keeps every colour.
-# - **model_file**: optional, an `.onnx` background-removal model on Drive for busy backgrounds: BiRefNet
-#   (MIT) or isnet-anime (Apache-2.0). Not BRIA RMBG: its licence forbids commercial use.
+# @settings CutoutConfig: input_folder, tolerance, gap, min_area, palette_colors, model_file
 
 # %%
 # @title Step 3: cut out sprites and pack an atlas { display-mode: "form" }
