@@ -60,3 +60,19 @@ def test_the_first_cell_installs_the_bundles_wheel_from_drive(bundle, fresh_runt
     assert Path(_stdout(ran.cells[-1])).is_relative_to(venv_site)  # installed by the cell, from the Drive wheel
     assert _dists_in(venv_site) - before == {"colabkit"}  # nothing else was added
     assert (drive / "Loras" / "fresh" / "dataset").is_dir()
+
+
+def test_without_the_download_the_spanish_first_cell_says_in_spanish_what_to_do(fresh_runtime, tmp_path):
+    from nbclient.exceptions import CellExecutionError
+
+    python, _ = fresh_runtime
+    nb = read_source(NOTEBOOKS / "2_train.py", "es")
+    set_params(nb, {"colabkit_source": ""})
+    cell = next(c.source for c in nb.cells if c.cell_type == "code")
+    env = {**_runtime_env(), "COLABKIT_DRIVE_ROOT": str(tmp_path / "MyDrive")}  # an empty Drive: no download
+    with pytest.raises(CellExecutionError) as err:
+        execute_cells([cell], python=python, where=tmp_path, env=env, cwd=tmp_path)
+    line = err.value.evalue
+    assert err.value.ename == "SystemExit" and "\n" not in line
+    assert line.startswith("colabkit no está instalado (colabkit_source está vacío y en MyDrive/Loras/_colabkit/ "
+                           "no hay ningún colabkit-*.whl). Descomprime la descarga de colabkit en MyDrive/Loras/_colabkit/")

@@ -4,7 +4,8 @@ What a person reads in a notebook is cut into messages of a gettext catalog (dom
 ``notebooks/locale/``; Babel reads and writes it, like the package's own catalog):
 
 - a markdown cell: each paragraph (blocks between blank lines);
-- a form cell: the ``@title`` text, each run of ``@markdown`` lines, each run of full-line comments.
+- a form cell: the ``@title`` text, each run of ``@markdown`` lines, each run of full-line comments, and each
+  sentence-like string literal the cell prints itself (the install cell's message when pip fails).
 
 Code, form-field names and values are never translated. A ``@settings Class: field, field`` line (in a markdown
 cell, or ``# @settings ...`` in a form cell) becomes one line per setting with its one description
@@ -64,6 +65,91 @@ def _code_runs(source: str):
     return runs
 
 
+def _literal(node) -> str | None:
+    """The text of a string literal as its message: an f-string keeps its ``{expressions}`` (literal braces doubled)."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(v.value.replace("{", "{{").replace("}", "}}"))
+            elif v.conversion == -1 and v.format_spec is None:
+                parts.append("{" + ast.unparse(v.value) + "}")
+            else:
+                return None  # conversions and format specs: not worth a message format of their own
+        return "".join(parts)
+    return None
+
+
+def _strings(source: str):
+    """(node, text) for each sentence-like string literal of a form cell (three words or more, not a form field's
+    value): the one message a cell prints itself, e.g. the install cell's SystemExit."""
+    import ast
+
+    lines = source.split("\n")
+    tree = ast.parse(source)
+    parts_of_fstrings = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in parts_of_fstrings:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            text = _literal(node)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if text and len(text.split()) >= 3 and "# @param" not in lines[node.lineno - 1]:
+            found.append((node, text))
+    return sorted(found, key=lambda nt: (nt[0].lineno, nt[0].col_offset))
+
+
+def _render_literal(text: str, fstring: bool, indent: int, first_room: int, width: int = 118) -> str:
+    """``text`` as one or more adjacent string literals (implicit concatenation), wrapped at spaces outside braces."""
+    words, cur, depth = [], "", 0
+    for ch in text:
+        cur += ch
+        depth += (ch == "{") - (ch == "}")
+        if ch == " " and depth == 0:
+            words.append(cur)
+            cur = ""
+    words.append(cur)
+    prefix = "f" if fstring else ""
+    quote = lambda t: prefix + '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731
+    pieces, cur, room = [], "", first_room
+    for w in words:
+        if cur and len(quote(cur + w)) > room:
+            pieces.append(quote(cur))
+            cur, room = "", width - indent
+        cur += w
+    pieces.append(quote(cur))
+    if len(pieces) == 1:
+        return pieces[0]
+    return "(" + ("\n" + " " * (indent + 1)).join(pieces) + ")"  # parenthesized: valid wherever the literal was
+
+
+def _translate_strings(source: str, tr) -> str:
+    import ast
+
+    lines = source.split("\n")
+
+    def offset(lineno: int, col: int) -> int:  # ast columns count UTF-8 bytes
+        return sum(len(ln) + 1 for ln in lines[:lineno - 1]) + len(lines[lineno - 1].encode()[:col].decode())
+
+    out = source
+    for node, text in reversed(_strings(source)):
+        new = tr(text)
+        if new == text:
+            continue
+        start, end = offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
+        col = len(lines[node.lineno - 1].encode()[:node.col_offset].decode())
+        out = out[:start] + _render_literal(new, isinstance(node, ast.JoinedStr), col, 117 - col) + out[end:]
+    return out
+
+
 def messages(nb) -> list[str]:
     """Every message of a notebook (jupytext's cells), in order."""
     found = []
@@ -74,6 +160,7 @@ def messages(nb) -> list[str]:
             for kind, _indent, texts, _lines in _code_runs(cell.source):
                 if kind in ("title", "markdown", "comment") and "\n".join(texts).strip():
                     found.append("\n".join(texts))
+            found += [text for _node, text in _strings(cell.source)]
     return found
 
 
@@ -81,6 +168,7 @@ def _translate_cell(cell, tr) -> None:
     if cell.cell_type == "markdown":
         cell.source = "".join(tr(text) if is_message else text for is_message, text in _markdown_parts(cell.source))
         return
+    cell.source = _translate_strings(cell.source, tr)  # first: on the source as written (ast's offsets)
     out = []
     for kind, indent, texts, lines in _code_runs(cell.source):
         joined = "\n".join(texts)
