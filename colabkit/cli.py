@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colabkit.cli_options import add_config_options, config_from_args, parse_bool
+from colabkit.cli_options import add_config_options, config_from_args, localize_parser, parse_bool
 from colabkit.errors import ColabkitError
 from colabkit.i18n import _
 
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-folder", dest="output_folder", default=".",
                    help=_("Where to write colabkit-<version>-colab.zip. Default: {default}.").format(default="."))
     s.set_defaults(func=cmd_bundle)
+    localize_parser(p)
     return p
 
 

@@ -101,6 +101,24 @@ def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(opt, dest=f.name, type=kind, default=f.default, help=text)
 
 
+class _Formatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):
+        return super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+
+def localize_parser(parser: argparse.ArgumentParser) -> None:
+    """argparse's own words (usage, options, -h) in the language in effect, in ``parser`` and its sub-commands."""
+    parser.formatter_class = _Formatter
+    parser._optionals.title = _("options")
+    parser._positionals.title = _("positional arguments")
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            action.help = _("show this help message and exit")
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                localize_parser(sub)
+
+
 def config_from_args(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
