@@ -133,3 +133,53 @@ def test_the_wheel_ships_the_compiled_catalogs():
     cfg.read(ROOT / "setup.cfg")
     assert "locale/*/LC_MESSAGES/*.mo" in cfg["options.package_data"]["colabkit"].split()
     assert (ROOT / "colabkit" / "locale" / "es" / "LC_MESSAGES" / "colabkit.mo").exists()
+
+
+def _calls(tree, name: str):
+    import ast
+
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name]
+
+
+def _translated(node) -> bool:
+    """False for a message written in place: a string, an f-string, ``"...".format(...)``, ``"..." + x``."""
+    import ast
+
+    if isinstance(node, (ast.Constant, ast.JoinedStr)):
+        return False
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return _translated(node.func.value)
+    if isinstance(node, ast.BinOp):
+        return _translated(node.left)
+    return True  # _("..."), ngettext(...), str(e), a helper's or a variable's text (checked where it is made)
+
+
+# The modules whose messages are all translated (errors raised and problems yielded go through gettext).
+WRAPPED = ("doctor.py", "display.py", "display_dataset.py", "cli.py", "cli_options.py", "choices.py", "demo.py",
+           "bundle.py", "dataset/pipeline.py", "dataset/images.py", "dataset/captions.py", "dataset/config.py",
+           "dataset/blip.py", "dataset/wd14.py", "dataset/cli.py", "train/preflight.py", "tiny/__init__.py",
+           "tiny/blip.py", "tiny/cache.py", "tiny/drawings.py", "tiny/sdxl.py", "tiny/tagger.py")
+
+
+@pytest.mark.parametrize("module", WRAPPED)
+def test_messages_of_wrapped_modules_go_through_gettext(module):
+    import ast
+
+    tree = ast.parse((ROOT / "colabkit" / module).read_text())
+    plain = [n.lineno for n in _calls(tree, "ColabkitError") if n.args and not _translated(n.args[0])]
+    plain += [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Yield) and isinstance(n.value, (ast.JoinedStr,
+                                                                                                    ast.Constant))]
+    assert plain == [], f"colabkit/{module}: untranslated messages at lines {plain}"
+
+
+def test_no_f_string_inside_gettext():
+    """The msgid must be a constant the catalog holds: ``_(f"...")`` would never be translated."""
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "colabkit").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for name in ("_", "N_", "ngettext"):  # _(text) of a text marked with N_ elsewhere is fine
+            bad += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in _calls(tree, name)
+                    if any(isinstance(a, (ast.JoinedStr, ast.BinOp)) for a in n.args)]
+    assert bad == []
