@@ -186,6 +186,7 @@ class NotebookReporter:
 
     def __init__(self):
         self.bar = None
+        self.skips = 0
 
     def stage(self, text: str) -> None:
         show_text(text)
@@ -208,7 +209,13 @@ class NotebookReporter:
 
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", budget_left=hms(budget_left_s), refresh=False)
+            shown = dict(loss=f"{loss:.4f}", lr=f"{lr:.2e}", budget_left=hms(budget_left_s))
+            if self.skips:  # steps skipped for a NaN/inf loss or gradient (the fp16 grad scaler skips a few early)
+                shown["skipped"] = self.skips
+            self.bar.set_postfix(**shown, refresh=False)
+
+    def skipped(self, step: int, count: int) -> None:
+        self.skips = count
 
     def epoch_end(self, epoch: int, lora_path, grid, loss_plot) -> None:
         if lora_path:

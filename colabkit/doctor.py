@@ -24,7 +24,7 @@ from colabkit.i18n import _
 SUPPORTED: dict[str, str] = {
     "torch": ">=2.4,<3",
     "diffusers": ">=0.35,<0.50",
-    "transformers": ">=4.56,<6",
+    "transformers": ">=5.15,<6",  # what the suite runs (Colab's); 4.x is untested
     "peft": ">=0.17,<0.30",
     "accelerate": ">=1.8,<2",
     "safetensors": ">=0.5,<1",
@@ -341,8 +341,12 @@ def no_gpu_message(colab: bool | None = None) -> str:
     return _("No CUDA GPU found. Training SDXL needs one (the built-in tiny-sdxl model runs on the CPU).")
 
 
-def pip_install_command(extras: list[str]) -> list[str]:
-    """The pip arguments that add the missing optional packages, and nothing Colab already ships."""
+def pip_install_command(extras: list[str], constraints: str | os.PathLike | None = None) -> list[str]:
+    """The pip arguments that add the missing optional packages, and nothing Colab already ships.
+
+    ``constraints``: a file of ``name==version`` lines (``runtime_constraints``): pip must then keep every
+    installed package as it is, so a new release of an extra that wants a newer torch or numpy fails to install
+    instead of replacing Colab's own build in the middle of a session."""
     import sys
 
     wanted = []
@@ -352,4 +356,25 @@ def pip_install_command(extras: list[str]) -> list[str]:
                 if mod == "onnxruntime" and gpu_info() is not None:
                     req = req.replace("onnxruntime", "onnxruntime-gpu")  # same module, CUDA provider included
                 wanted.append(req)
-    return [sys.executable, "-m", "pip", "install", "-q", *wanted] if wanted else []
+    pinned = ["-c", str(constraints)] if constraints else []
+    return [sys.executable, "-m", "pip", "install", "-q", *pinned, *wanted] if wanted else []
+
+
+def runtime_constraints(path: str | os.PathLike) -> Path:
+    """Write a pip constraints file pinning every installed distribution (torch, numpy and the rest of the
+    runtime's set) at its installed version; returns its path."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for dist in md.distributions():
+        name, version = dist.metadata["Name"], dist.version
+        if not name or not version:
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:
+            continue  # pip could not read the pin either
+        pins.setdefault(canonicalize_name(name), version)
+    path = Path(path)
+    path.write_text("".join(f"{name}=={v}\n" for name, v in sorted(pins.items())))
+    return path

@@ -22,7 +22,12 @@ from pathlib import Path
 
 from colabkit.errors import ColabkitError
 
-COLAB_DRIVE_ROOT = Path("/content/drive/MyDrive")
+# Where Colab mounts Drive: drive.mount("/content/drive") shows MyDrive under it. COLABKIT_COLAB_CONTENT moves
+# "/content" for the stand-in Colab runtime of the tests (tests/helpers/fake_colab), which cannot own the real
+# /content on a shared machine; nothing else sets it, so on Colab this is always /content/drive/MyDrive.
+COLAB_CONTENT = Path(os.environ.get("COLABKIT_COLAB_CONTENT") or "/content")
+COLAB_MOUNT_POINT = COLAB_CONTENT / "drive"
+COLAB_DRIVE_ROOT = COLAB_MOUNT_POINT / "MyDrive"
 DEFAULT_LOCAL_ROOT = Path("~/colabkit-drive")
 LORAS_DIR = "Loras"
 
@@ -52,6 +57,7 @@ def validate_project_name(name: str) -> str:
 
 
 def in_colab() -> bool:
+    """Colab is where ``google.colab`` imports (the stand-in runtime of the tests provides one too)."""
     try:
         import google.colab  # noqa: F401
     except ImportError:
@@ -151,7 +157,14 @@ def list_projects(drive: Path | None = None) -> list[str]:
 
 
 def open_project(name: str, drive: Path | None = None) -> Project:
-    """The existing project ``name``, or an error that lists the projects there are."""
+    """The existing project ``name``, or an error that lists the projects there are.
+
+    Every step opens its project here, so this is the one place that mounts Drive first: each notebook runs in
+    its own runtime, and a budget stop unmounts Drive (Colab's only flush also unmounts)."""
+    if drive is None:
+        from colabkit.colab import mount_drive
+
+        mount_drive()
     project = Project.at(name, drive)
     if not project.exists():
         existing = list_projects(drive)

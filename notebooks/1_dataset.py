@@ -2,15 +2,16 @@
 # # colabkit 1: prepare your dataset
 #
 # Upload 10-100 of your drawings into **`MyDrive/Loras/<project>/dataset/`** on Google Drive, then run
-# the cells from top to bottom (▶ on each, or *Runtime > Run all*). A GPU makes tagging faster but is
-# not required for this notebook.
+# the cells from top to bottom (▶ on each, or *Runtime > Run all*). This notebook runs on a **CPU runtime**
+# (the one it opens with): keep your GPU time for training. Only for BLIP photo captions on many images is a GPU
+# worth it (*Runtime > Change runtime type > T4 GPU*).
 #
 # What happens: your images are checked (nothing is changed or deleted), every usable image gets a
 # caption file (`drawing.png` → `drawing.txt`) that starts with your **trigger word**, and you see a
 # table of the tags and a gallery, so you know what the model will learn. Then open the training notebook.
 
 # %%
-# @title Step 0: set up (installs what Colab lacks) { display-mode: "form" }
+# @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
 colabkit_source = ""  # @param {type:"string"}
 # @markdown Needed once per fresh runtime: where to install colabkit from. Empty: the newest `colabkit-*.whl` in
 # @markdown `MyDrive/Loras/_colabkit/` (unzip the colabkit download there). Or a git URL (`git+https://...`), a release on
@@ -20,12 +21,14 @@ language = "English"  # @param ["English", "Español"]
 # @markdown The language of the notebook's messages.
 import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
+    # MyDrive (COLABKIT_DRIVE_ROOT: a local stand-in; COLABKIT_COLAB_CONTENT: the tests' stand-in Colab).
+    drive_root = os.environ.get("COLABKIT_DRIVE_ROOT") or (os.environ.get("COLABKIT_COLAB_CONTENT") or "/content") + "/drive/MyDrive"
     if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
-        from google.colab import drive; drive.mount("/content/drive")  # the download's wheel is on Drive
-    # The download's wheels (COLABKIT_DRIVE_ROOT: a local stand-in for MyDrive), newest last.
-    wheels = sorted(glob.glob(os.environ.get("COLABKIT_DRIVE_ROOT", "/content/drive/MyDrive") + "/Loras/_colabkit/colabkit-*.whl"),
+        from google.colab import drive; drive.mount(drive_root[:-len("/MyDrive")])  # pip reads Drive only once it is mounted
+    # The download's wheels in MyDrive/Loras/_colabkit/, newest last. A typed wheel or release wins; empty or a
+    # repository URL (git+...): the download's newest wheel comes first.
+    wheels = sorted(glob.glob(drive_root + "/Loras/_colabkit/colabkit-*.whl"),
                     key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
-    # A typed wheel or release wins; empty or a repository URL (git+...): the download's newest wheel comes first.
     source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
@@ -61,6 +64,10 @@ project = open_or_create_project(project_name)
 # photos are turned upright). Each problem file is named with what is wrong and what to do.
 # Your files are never changed; tick `move_rejected` to move problem files into `dataset/_rejected/`
 # (nothing is ever deleted).
+#
+# Sub-folders named `<repeats>_<name>` (kohya's convention, e.g. `dataset/10_style/`, `dataset/2_props/`) are used
+# too: each of their images trains `<repeats>` times an epoch (images directly in `dataset/` use `num_repeats`).
+# The check lists each folder; other sub-folders are not used, and it says so.
 
 # %%
 # @title Step 2: check and clean the images { display-mode: "form" }
@@ -162,4 +169,13 @@ if open_editor:
 
 # %% [markdown]
 # ## Next
-# Your dataset is ready. Open **2_train** and use the same `project_name`.
+# Your dataset is ready. Open **2_train** and use the same `project_name`. It runs in a runtime of its own, so
+# release this one: an idle runtime still uses your Colab quota.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

@@ -5,9 +5,10 @@
 # *Runtime > Change runtime type > T4 GPU*. Your images and captions come from the dataset notebook
 # (`MyDrive/Loras/<project>/dataset/`); the LoRA appears in `MyDrive/Loras/<project>/output/`.
 #
-# The free tier gives about 3 GPU-hours a day. Training stops by itself before that runs out, saves
-# everything to Drive, and **continues exactly where it stopped** when you run this notebook again
-# tomorrow, without changing anything.
+# Colab does not publish its free GPU limits: its FAQ says they vary, and runtimes are often cut after 2-3 hours.
+# Set `budget_hours` to the time you expect to get (3 is a common start). Training stops by itself before it runs
+# out, saves everything to Drive, and **continues exactly where it stopped** when you run this notebook again
+# another day, without changing anything.
 
 # %%
 # @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
@@ -20,12 +21,14 @@ language = "English"  # @param ["English", "Español"]
 # @markdown The language of the notebook's messages.
 import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
+    # MyDrive (COLABKIT_DRIVE_ROOT: a local stand-in; COLABKIT_COLAB_CONTENT: the tests' stand-in Colab).
+    drive_root = os.environ.get("COLABKIT_DRIVE_ROOT") or (os.environ.get("COLABKIT_COLAB_CONTENT") or "/content") + "/drive/MyDrive"
     if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
-        from google.colab import drive; drive.mount("/content/drive")  # the download's wheel is on Drive
-    # The download's wheels (COLABKIT_DRIVE_ROOT: a local stand-in for MyDrive), newest last.
-    wheels = sorted(glob.glob(os.environ.get("COLABKIT_DRIVE_ROOT", "/content/drive/MyDrive") + "/Loras/_colabkit/colabkit-*.whl"),
+        from google.colab import drive; drive.mount(drive_root[:-len("/MyDrive")])  # pip reads Drive only once it is mounted
+    # The download's wheels in MyDrive/Loras/_colabkit/, newest last. A typed wheel or release wins; empty or a
+    # repository URL (git+...): the download's newest wheel comes first.
+    wheels = sorted(glob.glob(drive_root + "/Loras/_colabkit/colabkit-*.whl"),
                     key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
-    # A typed wheel or release wins; empty or a repository URL (git+...): the download's newest wheel comes first.
     source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
@@ -48,13 +51,15 @@ setup_report = setup(extras=["train", "notebook"], need_gpu=True)
 # **The step maths.** One *epoch* shows every image `num_repeats` times; a *step* trains on
 # `train_batch_size` images at once. Steps = images x repeats / batch x epochs. For 10-100 drawings,
 # **300-500 steps** is the usual target: the check below does the maths and suggests repeats that land there.
+# Sub-folders of `dataset/` named `<repeats>_<name>` (kohya's convention, e.g. `10_style/`, `2_props/`) repeat their
+# images their own number of times; the check shows each folder's images x repeats and the total.
 #
 # @settings TrainConfig: num_repeats, epochs, train_batch_size, optimizer, network_dim, network_alpha, lora_type, shuffle_tags, keep_tokens, budget_hours, start_over
 
 # %%
 # @title Step 1: settings and preflight check { display-mode: "form" }
 project_name = "my-first-lora"  # @param {type:"string"}
-base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "NoobAI-XL V-Pred 1.0", "NoobAI-XL Eps 1.1", "tiny-sdxl"] {allow-input: true}
 # @settings TrainConfig: base_model
 keep_model_on_drive = True  # @param {type:"boolean"}
 # @settings TrainConfig: keep_model_on_drive
@@ -75,6 +80,11 @@ lr_scheduler = "cosine"  # @param ["constant", "constant_with_warmup", "cosine",
 network_dim = 16  # @param {type:"integer"}
 network_alpha = 8  # @param {type:"integer"}
 lora_type = "LoRA"  # @param ["LoRA", "LoCon"]
+continue_from_lora = ""  # @param {type:"string"}
+# @markdown A LoRA `.safetensors` to start from (e.g. last month's, from colabkit, kohya or diffusers): a new run that
+# @markdown continues it with your new drawings; its rank, alpha and type are used. A Drive path or a file name in
+# @markdown `output/` (rename your earlier `<project>.safetensors` first, e.g. `<project>-v1`). Empty: a fresh LoRA.
+# @markdown Its text-encoder parts are continued only when `text_encoder_lr` is above 0 (else left out, and said).
 shuffle_tags = True  # @param {type:"boolean"}
 keep_tokens = 1  # @param {type:"integer"}
 flip_aug = False  # @param {type:"boolean"}
@@ -104,7 +114,7 @@ config = TrainConfig(
     flip_aug=flip_aug, max_token_length=max_token_length, gradient_checkpointing=gradient_checkpointing,
     save_every_n_epochs=save_every_n_epochs, keep_only_last_n_epochs=keep_only_last_n_epochs,
     sample_prompts=sample_prompts, sample_every_n_epochs=sample_every_n_epochs, budget_hours=budget_hours,
-    start_over=start_over)
+    start_over=start_over, continue_from_lora=continue_from_lora)
 preflight_report = preflight(config)
 
 # %% [markdown]

@@ -18,12 +18,14 @@ language = "English"  # @param ["English", "Español"]
 # @markdown The language of the notebook's messages.
 import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
+    # MyDrive (COLABKIT_DRIVE_ROOT: a local stand-in; COLABKIT_COLAB_CONTENT: the tests' stand-in Colab).
+    drive_root = os.environ.get("COLABKIT_DRIVE_ROOT") or (os.environ.get("COLABKIT_COLAB_CONTENT") or "/content") + "/drive/MyDrive"
     if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
-        from google.colab import drive; drive.mount("/content/drive")  # the download's wheel is on Drive
-    # The download's wheels (COLABKIT_DRIVE_ROOT: a local stand-in for MyDrive), newest last.
-    wheels = sorted(glob.glob(os.environ.get("COLABKIT_DRIVE_ROOT", "/content/drive/MyDrive") + "/Loras/_colabkit/colabkit-*.whl"),
+        from google.colab import drive; drive.mount(drive_root[:-len("/MyDrive")])  # pip reads Drive only once it is mounted
+    # The download's wheels in MyDrive/Loras/_colabkit/, newest last. A typed wheel or release wins; empty or a
+    # repository URL (git+...): the download's newest wheel comes first.
+    wheels = sorted(glob.glob(drive_root + "/Loras/_colabkit/colabkit-*.whl"),
                     key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
-    # A typed wheel or release wins; empty or a repository URL (git+...): the download's newest wheel comes first.
     source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
@@ -100,26 +102,52 @@ pictures = generate_images(GenerateConfig(
 
 # %% [markdown]
 # ## Step 3: cut out sprites
-# For pictures on a plain light background: the background becomes transparent (only where it touches the
-# picture's border, so white inside a shape stays), each separate object becomes its own PNG, and all of
-# them are packed into `atlas.png` + `atlas.json` (TexturePacker's JSON-hash layout: Phaser and PixiJS load it).
-# Results: `output/assets/<picture>/`; the preview shows each sprite's box and number.
+# For pictures on a light background (plain, shaded or vignetted): the background becomes transparent (only
+# where it touches the picture's border), each separate object becomes its own PNG, and all of them are packed
+# into **one atlas for the folder** (`<folder>.png` + `.json`, TexturePacker's JSON-hash layout that Phaser and
+# PixiJS load; more pages when they do not fit, plus `<folder>.multiatlas.json` for Phaser). Each sprite has a
+# pivot (the middle of its bottom by default) and its place in its source picture. Results:
+# `output/assets/<picture>/`; the preview numbers each sprite and each enclosed region (**hole 1**, ...).
+# Sizes are in pixels of a 1024 px picture: a 2048 px picture is cut the same way.
 #
-# @settings CutoutConfig: input_folder, tolerance, gap, min_area, palette_colors, model_file
+# @settings CutoutConfig: input_folder, shadows, close_gaps, holes, tolerance, gap, min_area, canvas, canvas_height, names, pixel_art, palette_colors, model_file
 
 # %%
 # @title Step 3: cut out sprites and pack an atlas { display-mode: "form" }
 input_folder = ""  # @param {type:"string"}
+shadows = "soft"  # @param ["soft", "remove", "keep"]
+close_gaps = 0  # @param {type:"integer"}
+holes = "keep"  # @param {type:"string"}
 tolerance = 24  # @param {type:"integer"}
 gap = 8  # @param {type:"integer"}
 min_area = 64  # @param {type:"integer"}
-margin = 2  # @param {type:"integer"}
+canvas = "own"  # @param ["own", "cell", "height"]
+canvas_height = 256  # @param {type:"integer"}
+names = ""  # @param {type:"string"}
+pivot = "0.5, 1"  # @param {type:"string"}
+power_of_two = False  # @param {type:"boolean"}
 palette_colors = 0  # @param {type:"integer"}
+pixel_art = False  # @param {type:"boolean"}
 model_file = ""  # @param {type:"string"}
 
 from colabkit.assets.config import CutoutConfig
 from colabkit.assets.cutout import cut_out_images
 
 asset_folders = cut_out_images(CutoutConfig(
-    project_name=project_name, input_folder=input_folder, tolerance=tolerance, gap=gap, min_area=min_area,
-    margin=margin, palette_colors=palette_colors, model_file=model_file))
+    project_name=project_name, input_folder=input_folder, shadows=shadows, close_gaps=close_gaps, holes=holes,
+    tolerance=tolerance, gap=gap, min_area=min_area, canvas=canvas, canvas_height=canvas_height, names=names,
+    pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, pixel_art=pixel_art,
+    model_file=model_file))
+
+# %% [markdown]
+# ## Done
+# Your pictures and sprites are on Drive. Release this runtime when you are finished: an idle GPU runtime spends
+# the same daily quota that training needs.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

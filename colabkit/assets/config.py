@@ -9,7 +9,7 @@ from typing import Literal
 
 from colabkit.choices import StepConfig, setting
 from colabkit.errors import ColabkitError
-from colabkit.i18n import N_
+from colabkit.i18n import N_, _
 
 Sampler = Literal["DPM++ 2M Karras", "DPM++ 2M SDE Karras", "Euler a", "Euler"]
 Prediction = Literal["auto", "epsilon", "v_prediction"]
@@ -98,6 +98,8 @@ class CompareConfig(_Config):
     sampler: Sampler = setting("DPM++ 2M Karras", N_(
         "DPM++ 2M Karras is sharp in 20-30 steps; Euler a is softer and more varied."))
     cell_size: int = setting(384, N_("Each picture's longest side in the grid, in pixels."))
+    no_lora_column: bool = setting(True, N_(
+        "A first column drawn without any LoRA (same prompt and seed), to see what the LoRA changes."))
     prediction_type: Prediction = setting("auto", N_(
         "auto reads it from the checkpoint; pick v_prediction for a v-pred model that does not say so."))
 
@@ -151,9 +153,17 @@ class GenerateConfig(_Config):
             yield f"lora_scale must be between -4 and 4 (0.6-1.0 is usual); got {self.lora_scale}."
 
 
+Shadows = Literal["soft", "remove", "keep"]
+Canvas = Literal["own", "cell", "height"]
+
+
 @dataclass
 class CutoutConfig(_Config):
-    """Cut pictures on a plain light background out into transparent sprites, an atlas and its JSON."""
+    """Cut pictures on a plain light background out into transparent sprites, an atlas and its JSON.
+
+    Sizes marked "px at 1024" are pixels of a 1024 px picture and scale with the picture's longest side, so the
+    same sheet at 1024 and 2048 px splits the same way (at 1024 px they are plain pixels, as before).
+    """
 
     project_name: str = setting("", N_(
         "With no input_folder: the project whose output/generated/ pictures are cut out."))
@@ -162,32 +172,93 @@ class CutoutConfig(_Config):
     output_folder: str = setting("", N_(
         "Where the sprites go; empty: the project's output/assets/, or input_folder/assets without a project."))
     tolerance: int = setting(24, N_(
-        "How far (0-255 per colour channel) a pixel may be from the background colour: raise it if specks of "
-        "background stay; lower it if pale parts of a sprite vanish."))
-    softness: int = setting(48, N_(
-        "The shortest soft edge kept around shapes, in the same units as tolerance (for pale shapes)."))
-    gap: int = setting(8, N_("Parts closer than this many pixels are one sprite."))
-    min_area: int = setting(64, N_("Smaller specks (in pixels) are dropped."))
-    margin: int = setting(2, N_("Transparent pixels kept around each trimmed sprite."))
+        "How far (0-255, per colour channel) a pixel may be from the background's colour at that place to count "
+        "as background. Raise it if specks of background stay; lower it if pale parts of a sprite vanish."))
+    softness: int = setting(48, N_("The shortest anti-aliased edge ramp, in the same units (for pale shapes)."))
+    shadows: Shadows = setting("soft", N_(
+        "Drop shadows on the background: soft (black, as transparent as they are light: they darken any game "
+        "ground as they did here), remove (transparent) or keep (opaque, as drawn)."))
+    close_gaps: int = setting(0, N_(
+        "Openings in an outline narrower than this (px at 1024) do not let the background in, so a white body "
+        "behind a broken outline stays. 0: off; 8-12 closes small breaks."))
+    holes: str = setting("keep", N_(
+        "Enclosed background-coloured regions (a donut's hole, a white belly): keep, clear, or the numbers the "
+        "preview shows for them, e.g. 1, 3 (cleared in every picture)."))
+    gap: int = setting(8, N_("Parts closer than this (px at 1024) are one sprite."))
+    min_area: int = setting(64, N_("Smaller specks (in square px at 1024) are dropped."))
+    margin: int = setting(2, N_("Transparent pixels (px at 1024) kept around each trimmed sprite."))
+    alpha_threshold: int = setting(128, N_(
+        "With a matting model: sprites are grouped on pixels at least this opaque (0-255); fainter haze "
+        "joins the sprite it touches or is dropped, and the soft alpha is kept."))
     palette_colors: int = setting(0, N_(
-        "For pixel art, e.g. 16: reduce each sprite to this many colours; 0 keeps every colour."))
-    atlas_padding: int = setting(2, N_("Transparent pixels between the sprites in atlas.png."))
+        "> 0: reduce each sprite to this many colours (with pixel_art: the set's one palette); 0: off."))
+    pixel_art: bool = setting(False, N_(
+        "Pixel art: find the size of the generated 'pixels', shrink every sprite to one pixel per block (nearest "
+        "neighbour) and give the set one palette (palette_colors, 16 when 0), saved as palette.png and .hex."))
+    pixel_size: int = setting(0, N_("With pixel_art: one art pixel's size in picture pixels; 0: found."))
+    canvas: Canvas = setting("own", N_(
+        "own: each sprite its own size; cell: every sprite of the set on one cell size, centred on one "
+        "baseline; height: each scaled to canvas_height, then on one cell."))
+    canvas_height: int = setting(256, N_("With canvas 'height': the height (px) every sprite is scaled to."))
+    names: str = setting("", N_(
+        "Names for the sprites, in order (commas or new lines), e.g. sword, shield; the rest are <picture>_01, "
+        "_02..."))
+    one_atlas: bool = setting(True, N_(
+        "One atlas for the whole folder (named atlas_name), else one per picture in its own folder."))
+    atlas_name: str = setting("", N_("The atlas's file name without extension; empty: the input folder's name."))
+    max_size: int = setting(4096, N_("An atlas page's largest side (px); more sprites go on further pages."))
+    power_of_two: bool = setting(False, N_("Atlas pages sized to powers of two (older GPUs and engines)."))
+    extrude: int = setting(1, N_(
+        "Pixels each sprite's edge is repeated around it in the atlas, so scaled sprites show no seams."))
+    atlas_padding: int = setting(2, N_("Transparent pixels between sprites in the atlas (after the extrusion)."))
+    pivot: str = setting("0.5, 1", N_(
+        "Each sprite's pivot (anchor) as x, y fractions of its visible box: 0.5, 1 is the middle of the bottom "
+        "(props standing on the ground); 0.5, 0.5 the centre."))
     model_file: str = setting("", N_(
-        "Optional: an .onnx background-removal model on Drive for busy backgrounds, BiRefNet (MIT) or isnet-anime "
-        "(Apache-2.0); empty: the plain-background fill. Not BRIA RMBG: its licence forbids commercial use."))
+        "An .onnx matting model (BiRefNet: MIT; isnet-anime: Apache-2.0) for busy backgrounds; empty: the "
+        "flood fill."))
+
+    @property
+    def pivot_xy(self) -> tuple[float, float]:
+        x, y = (float(v) for v in str(self.pivot).replace(";", ",").split(","))
+        return x, y
 
     def _problems(self):
         if not self.project_name and not self.input_folder:
-            yield "give project_name (to cut out its output/generated/ pictures) or input_folder (any folder)."
+            yield _("give project_name (to cut out its output/generated/ pictures) or input_folder (any folder).")
         if not 0 <= self.tolerance <= 254:
             yield f"tolerance must be between 0 and 254 (24 suits a plain background); got {self.tolerance}."
         if not 1 <= self.softness <= 255:
             yield f"softness must be between 1 and 255; got {self.softness}."
-        for name in ("gap", "min_area", "margin", "atlas_padding"):
+        for name in ("gap", "min_area", "margin", "atlas_padding", "close_gaps", "extrude"):
             if getattr(self, name) < 0:
-                yield f"{name} cannot be negative; got {getattr(self, name)}."
+                yield _("{name} cannot be negative; got {value}.").format(name=name, value=getattr(self, name))
         if self.palette_colors and not 2 <= self.palette_colors <= 256:
             yield f"palette_colors must be 0 (off) or between 2 and 256; got {self.palette_colors}."
+        if not 0 <= self.pixel_size <= 64:
+            yield _("pixel_size must be 0 (found) or between 1 and 64; got {value}.").format(value=self.pixel_size)
+        if not 0 <= self.alpha_threshold <= 255:
+            yield _("alpha_threshold must be between 0 and 255; got {value}.").format(value=self.alpha_threshold)
+        if not 8 <= self.canvas_height <= 4096:
+            yield _("canvas_height must be between 8 and 4096 px; got {value}.").format(value=self.canvas_height)
+        if not 64 <= self.max_size <= 8192:
+            yield _("max_size must be between 64 and 8192 px (4096 suits every engine); got {value}.").format(
+                value=self.max_size)
+        try:
+            x, y = self.pivot_xy
+            if not (-1 <= x <= 2 and -1 <= y <= 2):
+                raise ValueError
+        except ValueError:
+            yield _("pivot {value!r}: write two fractions x, y, e.g. 0.5, 1 (bottom centre) or 0.5, 0.5.").format(
+                value=self.pivot)
+        try:
+            from colabkit.assets.cutout import parse_holes
+
+            parse_holes(self.holes)
+        except ColabkitError as e:
+            yield str(e)
+        if "/" in self.atlas_name or "\\" in self.atlas_name:
+            yield _("atlas_name {value!r} is a file name, not a path.").format(value=self.atlas_name)
         if "rmbg" in self.model_file.lower():
             yield ("BRIA RMBG models are licensed for non-commercial use only: use BiRefNet (MIT) or isnet-anime "
                    "(Apache-2.0) as model_file, or leave it empty for the flood fill.")

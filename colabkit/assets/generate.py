@@ -3,7 +3,10 @@
 A1111's PNG Info, Forge, Civitai's uploader and ComfyUI-Manager read that chunk: the prompt, a
 ``Negative prompt:`` line, then one line of ``Key: value`` pairs (values with ``,`` ``:`` or a new line
 JSON-quoted), e.g. ``Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 1024x1024,
-Model: sd_xl_base_1.0, Lora hashes: "houtline: 0123456789ab", Version: colabkit 0.x``.
+Model: sd_xl_base_1.0, Lora hashes: "houtline: 0123456789ab", RNG: CPU, Version: colabkit 0.x``.
+
+``RNG: CPU``: the starting noise comes from a CPU generator (the same on any GPU), and A1111 reads this to
+make its noise the same way. ``Model`` is the checkpoint file's name without extension, as A1111 writes it.
 """
 
 from __future__ import annotations
@@ -160,6 +163,22 @@ def lora_files(project) -> list[Path]:
 
 # -- the step --------------------------------------------------------------------------------------------------
 
+def a1111_lora_alias(name: str) -> str:
+    """A LoRA's name as A1111 writes it in ``Lora hashes``: its ``:`` and ``,`` removed (they separate the
+    field's ``name: hash`` pairs)."""
+    return name.translate(str.maketrans("", "", ":,"))
+
+
+def generation_params(cfg, seed: int, model: str, model_hash: str | None, lora_note: str | None) -> dict:
+    """The settings line of one picture, in A1111's order and spelling."""
+    from colabkit import __version__
+
+    return {"Steps": cfg.steps, "Sampler": cfg.sampler, "CFG scale": f"{cfg.guidance_scale:g}", "Seed": seed,
+            "Size": f"{cfg.width}x{cfg.height}", "Model hash": model_hash, "Model": model,
+            "Tiling": "True" if getattr(cfg, "seamless", False) else None, "Lora hashes": lora_note,
+            "RNG": "CPU", "Version": f"colabkit {__version__}"}
+
+
 def next_number(folder: Path) -> int:
     numbers = [int(m[1]) for p in folder.glob("*.png") if (m := re.match(r"(\d{5})-", p.name))]
     return max(numbers, default=-1) + 1
@@ -170,7 +189,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     from PIL.PngImagePlugin import PngInfo
     from tqdm.auto import tqdm
 
-    from colabkit import __version__, display, files
+    from colabkit import display, files
     from colabkit.assets.cutout import png_bytes
     from colabkit.assets.pipeline import load_pipeline, render, seamless, use_loras
     from colabkit.project import open_project
@@ -191,18 +210,17 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     shown_prompt = prompt
     if lora is not None:
         meta = lora_metadata(lora)
-        lora_note = f"{lora.stem}: {lora_hash(lora, meta)}"
-        # as typed in A1111, so pasting the text there makes the same picture
+        lora_note = f"{a1111_lora_alias(lora.stem)}: {lora_hash(lora, meta)}"
+        # as typed in A1111: pasting the text there gives the same settings (A1111's own sampler code and
+        # float16 maths still draw a slightly different picture)
         shown_prompt = f"{prompt} <lora:{lora.stem}:{cfg.lora_scale:g}>"
     paths, images = [], []
     with seamless(loaded.pipe, cfg.seamless):
         for i in tqdm(range(cfg.num_images), desc="generating", unit="picture"):
             image = render(loaded, prompt, cfg.negative_prompt, width=w, height=h, steps=cfg.steps,
                            guidance_scale=cfg.guidance_scale, seed=seed + i, sampler=cfg.sampler)
-            params = {"Steps": cfg.steps, "Sampler": cfg.sampler, "CFG scale": f"{cfg.guidance_scale:g}",
-                      "Seed": seed + i, "Size": f"{w}x{h}", "Model hash": loaded.model_hash, "Model": loaded.model_name,
-                      "Tiling": "True" if cfg.seamless else None, "Lora hashes": lora_note,
-                      "Version": f"colabkit {__version__}"}
+            params = generation_params(cfg, seed + i, loaded.checkpoint or loaded.model_name, loaded.model_hash,
+                                       lora_note)
             info = PngInfo()
             info.add_text("parameters", format_parameters(shown_prompt, cfg.negative_prompt, params))
             path = files.write_bytes(folder / f"{number + i:05d}-{seed + i}.png", png_bytes(image, info))

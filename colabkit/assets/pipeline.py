@@ -22,11 +22,12 @@ _CACHE: dict[str, Any] = {}
 @dataclass
 class Loaded:
     pipe: Any  # StableDiffusionXLPipeline
-    model_name: str  # for the PNG's "Model:" field
+    model_name: str  # for people: the preset's or file's name
     device: str
     model_hash: str | None = None  # A1111's "Model hash": the first 10 hex digits of the file's sha256, when known
     zero_terminal_snr: bool = False
     loras: dict[str, Path] = field(default_factory=dict)  # adapter name -> file
+    checkpoint: str = ""  # the PNG's "Model:" field as A1111 writes it: the checkpoint file's name without extension
 
 
 def pick_device(device: str | None = None) -> tuple[str, Any]:
@@ -65,7 +66,7 @@ def load_pipeline(base_model: str, models_dir: Path | None = None, prediction_ty
         tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=parts.unet,
         scheduler=make_scheduler("Euler", parts.noise_scheduler.config), add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
-    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev,
+    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev, checkpoint=a1111_model_name(resolved),
                     model_hash=resolved.sha256[:10] if resolved.sha256 else None,
                     zero_terminal_snr=resolved.zero_terminal_snr)
     if not dev.startswith("cuda") and resolved.source != "builtin":
@@ -75,6 +76,15 @@ def load_pipeline(base_model: str, models_dir: Path | None = None, prediction_ty
                           "runtime type > T4 GPU, then run the notebook again.", "warn")
     _CACHE.update(key=key, loaded=loaded)
     return loaded
+
+
+def a1111_model_name(resolved) -> str:
+    """A1111's ``Model:`` value: the checkpoint file's name without its extension (``sd_xl_base_1.0``), the
+    folder's name for a diffusers folder; a built-in model's own name."""
+    if resolved.source == "builtin":
+        return resolved.name
+    path = Path(resolved.path)
+    return path.stem if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".bin") else path.name
 
 
 def make_scheduler(sampler: str, config):

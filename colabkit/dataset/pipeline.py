@@ -74,7 +74,7 @@ class DatasetReport:
             details = list(info.notes) + ([warn.reason] if warn else [])
             rows.append(
                 dict(
-                    file=info.file.name,
+                    file=items.relative_name(info.file, self.folder),
                     status="warning" if warn else "ok",
                     size=f"{info.width}x{info.height}",
                     mode=f"{info.mode} {info.format}",
@@ -87,7 +87,7 @@ class DatasetReport:
                 moved = self.moved.get(p.file)
                 rows.append(
                     dict(
-                        file=p.file.name + ("/" if p.kind == "folder" else ""),
+                        file=items.relative_name(p.file, self.folder) + ("/" if p.kind == "folder" else ""),
                         status=("moved to _rejected/" if moved else "rejected") if p.rejected else "warning",
                         size="",
                         mode="",
@@ -107,7 +107,22 @@ class DatasetReport:
         if self.moved:
             text += "; " + ngettext("{n} file moved to {folder}", "{n} files moved to {folder}",
                                     len(self.moved)).format(n=len(self.moved), folder=f"{self.folder.name}/_rejected/")
-        return text + "."
+        return text + "." + self.folders_line()
+
+    def folders_line(self) -> str:
+        """The training folders and their usable images, when the dataset has <repeats>_<name>/ sub-folders."""
+        from colabkit.i18n import _
+
+        counts: dict[str, int] = {}
+        for info in self.accepted:
+            where = items.folder_of(info.file, self.folder)
+            counts[where.name] = counts.get(where.name, 0) + 1
+        if set(counts) <= {""}:
+            return ""
+        parts = [_("{folder}: {images} images, {repeats} repeats each").format(
+            folder=name + "/", images=n, repeats=items.folder_repeats(name)) if name else
+            _("dataset/: {images} images, num_repeats each").format(images=n) for name, n in sorted(counts.items())]
+        return " " + _("Folders: {parts}.").format(parts="; ".join(parts))
 
 
 @dataclass
@@ -287,8 +302,8 @@ def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress
             todo.append(info.file)
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.updated if changed else report.kept).append(info.file.name)
-        report.captions[info.file.name] = new
+        (report.updated if changed else report.kept).append(items.shown_name(info.file))
+        report.captions[items.shown_name(info.file)] = new
 
     vocabulary: list[str] = []
     if todo:
@@ -395,8 +410,8 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
                 for g, tags in zip(good, tag_lists):
                     text = join_tags(edits.apply(tags))
                     writes.append(writer.submit(_write_caption, g.item, text))
-                    report.written.append(g.item.name)
-                    report.captions[g.item.name] = text
+                    report.written.append(items.shown_name(g.item))
+                    report.captions[items.shown_name(g.item)] = text
             bar.update(len(chunk))
     finally:
         writer.shutdown(wait=True)
@@ -421,10 +436,10 @@ def curate_captions(config: CurateConfig | str, *, top: int = 50, **fields) -> C
     for info in items.scan(project).accepted:
         old = read_caption(info.file)
         if old is None:
-            report.missing.append(info.file.name)
+            report.missing.append(items.shown_name(info.file))
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.changed if changed else report.unchanged).append(info.file.name)
+        (report.changed if changed else report.unchanged).append(items.shown_name(info.file))
         all_tags.append(split_tags(new))
     report.frequencies = count_tags(all_tags)[:top] if top else count_tags(all_tags)
     report.warnings += trigger_warnings(edits.trigger, load_vocabulary(project))
@@ -454,7 +469,9 @@ def tag_frequencies(project_name: str) -> list[tuple[str, int]]:
 def set_caption(project_name: str, image_name: str, caption: str, activation_tag: str = "") -> str:
     """Save a hand-edited caption (tidied: one tag per comma, trigger first). Returns what was written."""
     project = open_project(project_name)
-    image = project.dataset / Path(image_name).name
+    rel = Path(image_name)  # "x.png", or "10_style/x.png" in a <repeats>_<name>/ folder
+    inside = len(rel.parts) == 2 and items.folder_repeats(rel.parts[0]) is not None
+    image = project.dataset / (rel if inside else rel.name)
     if not image.is_file():
         raise ColabkitError(_("No image {name!r} in {folder}; pick one from the list.").format(
             name=image_name, folder=project.dataset))

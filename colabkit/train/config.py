@@ -43,10 +43,11 @@ RESUME_CRITICAL = (
     "network_dim", "network_alpha", "conv_dim", "conv_alpha", "lora_type", "shuffle_tags", "keep_tokens", "flip_aug",
     "seed", "min_snr_gamma", "noise_offset", "multires_noise_iterations", "multires_noise_discount",
     "prediction_type", "mixed_precision", "max_grad_norm", "vae_fp16_fix", "zero_terminal_snr", "max_token_length",
+    "continue_from_lora", "prior_loss_weight",
 )
 # What a run saved before a resume-critical setting existed actually did: compared as that value, so an old
 # run continues only with the behaviour it started with (captions were cut at 75 tokens before the setting).
-LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75}
+LEGACY_VALUES = {"zero_terminal_snr": "auto", "max_token_length": 75, "continue_from_lora": "", "prior_loss_weight": 1.0}
 
 
 @dataclass
@@ -161,6 +162,12 @@ class TrainConfig(StepConfig):
         "Keep the cached latents and text embeddings on Drive, so a resumed run does not compute them again."))
     start_over: bool = setting(False, N_(
         "Begin a new run instead of continuing a saved one (the old files are kept)."))
+    prior_loss_weight: float = setting(1.0, N_(
+        "Loss weight of the regularization images (Loras/<project>/reg/), as sd-scripts' prior_loss_weight: 1 "
+        "weighs them like your drawings. Without a reg/ folder it does nothing."))
+    continue_from_lora: str = setting("", N_(
+        "A LoRA .safetensors to start from instead of a fresh LoRA (a path, a Drive path, or a file name in the "
+        "project's output/): a new run that continues it, e.g. with new drawings. Its rank, alpha and type are used."))
 
     # -- the boundary -------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -228,6 +235,8 @@ def _rules(c: TrainConfig):
         yield "budget_hours must be positive (about 3 on the free tier)."
     if c.budget_margin_minutes < 0 or c.save_state_every_minutes <= 0:
         yield "budget_margin_minutes cannot be negative and save_state_every_minutes must be positive."
+    if c.prior_loss_weight < 0:
+        yield f"prior_loss_weight cannot be negative; got {c.prior_loss_weight}."
     if c.noise_offset < 0 or c.min_snr_gamma < 0:
         yield "noise_offset and min_snr_gamma cannot be negative (0 turns them off)."
     if not c.base_model.strip():
@@ -236,10 +245,16 @@ def _rules(c: TrainConfig):
 
 # -- step maths (pure) ----------------------------------------------------------------------------
 
-def steps_per_epoch(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int = 1) -> int:
-    """Optimizer steps in one epoch: a batch never mixes buckets, so each bucket rounds up on its own."""
-    batches = sum(math.ceil(n * num_repeats / batch_size) for n in bucket_sizes if n)
+def steps_for(bucket_repeats: list[int], batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps in one epoch from the image-repeats of each bucket: a batch never mixes buckets, so each
+    bucket rounds up on its own."""
+    batches = sum(math.ceil(n / batch_size) for n in bucket_repeats if n)
     return math.ceil(batches / grad_accum)
+
+
+def steps_per_epoch(bucket_sizes: list[int], num_repeats: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps in one epoch when every image trains ``num_repeats`` times."""
+    return steps_for([n * num_repeats for n in bucket_sizes], batch_size, grad_accum)
 
 
 def total_steps(bucket_sizes: list[int], num_repeats: int, batch_size: int, epochs: int,
@@ -269,10 +284,32 @@ class StepPlan:
     suggestion: str | None = None
     in_range: bool = True
     notes: list[str] = field(default_factory=list)
+    # (folder, images, repeats each) when some images lie in <repeats>_<name>/ sub-folders ("": dataset/ itself)
+    folders: tuple[tuple[str, int, int], ...] = ()
+    reg: tuple[int, int, float] | None = None  # (regularization images, their image-repeats an epoch, loss weight)
+
+    @property
+    def image_repeats(self) -> int:
+        """Images x repeats in one epoch, summed over the folders."""
+        return sum(n * r for _, n, r in self.folders) if self.folders else self.images * self.num_repeats
 
     def describe(self) -> str:
-        line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
-                f"{self.steps_per_epoch} steps per epoch")
+        if self.folders:
+            from colabkit.i18n import _
+
+            parts = [_("{folder}: {images} images x {repeats} repeats = {product}").format(
+                folder=name or "dataset/", images=n, repeats=r, product=n * r) for name, n, r in self.folders]
+            if self.reg:
+                n, times, weight = self.reg
+                parts.append(_("reg/: {images} regularization images, {times} image-repeats (balanced to the "
+                               "training images' as sd-scripts does; loss weight {weight:g})").format(
+                    images=n, times=times, weight=weight))
+            total = self.image_repeats + (self.reg[1] if self.reg else 0)
+            line = "; ".join(parts) + "\n" + _("{total} image-repeats / batch {batch} = {steps} steps per epoch").format(
+                total=total, batch=self.batch_size, steps=self.steps_per_epoch)
+        else:
+            line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
+                    f"{self.steps_per_epoch} steps per epoch")
         if self.total_steps == self.steps_per_epoch * self.epochs:
             line += f" x {self.epochs} epochs = {self.total_steps} steps"
         else:  # max_train_steps: the last epoch is cut short, say so rather than print wrong arithmetic
@@ -293,7 +330,20 @@ def suggest_repeats(bucket_sizes: list[int], batch_size: int, epochs: int, grad_
     return best[0] if best else None
 
 
-def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
+def suggest_epochs(per_epoch: int, target: tuple[int, int] = TARGET_STEPS) -> int | None:
+    """The epochs whose total lands in the target range, closest to its middle (None: impossible)."""
+    lo, hi = target
+    fits = [e for e in range(1, 1001) if lo <= e * per_epoch <= hi]
+    return min(fits, key=lambda e: abs(e * per_epoch - (lo + hi) / 2)) if fits else None
+
+
+def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int] | None = None,
+              folders: list | None = None, reg: tuple[int, int] | None = None) -> StepPlan:
+    """The step maths. ``bucket_repeats`` / ``folders`` (data.Scan.bucket_repeats(num_repeats) / .folders()):
+    given when some images lie in <repeats>_<name>/ sub-folders, each trained its own repeats; then the
+    300-500 suggestion is in epochs, the one setting that scales the whole."""
+    if bucket_repeats is not None and folders:
+        return _folder_step_plan(bucket_sizes, cfg, bucket_repeats, folders, reg)
     per = steps_per_epoch(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
     epochs = epochs_for(bucket_sizes, cfg.num_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps,
                         cfg.epochs, cfg.max_train_steps)
@@ -316,6 +366,34 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig) -> StepPlan:
                     epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok)
 
 
+def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int], folders,
+                      reg: tuple[int, int] | None = None) -> StepPlan:
+    from colabkit.i18n import _
+
+    per = steps_for(bucket_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
+    if cfg.max_train_steps:
+        total, epochs = cfg.max_train_steps, (math.ceil(cfg.max_train_steps / per) if per else 0)
+    else:
+        total, epochs = cfg.epochs * per, cfg.epochs
+    lo, hi = TARGET_STEPS
+    ok = lo <= total <= hi
+    suggestion = None
+    if not ok and not cfg.max_train_steps:
+        e = suggest_epochs(per)
+        if e is not None:
+            suggestion = _("{total} steps is outside the usual {lo}-{hi}: epochs = {epochs} gives {steps} steps "
+                           "(each folder keeps its repeats).").format(total=total, lo=lo, hi=hi, epochs=e,
+                                                                     steps=e * per)
+        else:
+            suggestion = _("{total} steps is outside the usual {lo}-{hi}; no number of epochs reaches it with "
+                           "these folders and batch {batch}: change the folders' repeats or the batch size.").format(
+                total=total, lo=lo, hi=hi, batch=cfg.train_batch_size)
+    rows = tuple((f.name, f.images, f.times(cfg.num_repeats)) for f in folders)
+    return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
+                    epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok,
+                    folders=rows, reg=(reg[0], reg[1], cfg.prior_loss_weight) if reg else None)
+
+
 def diff_critical(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The resume-critical settings that differ between a saved run and this one."""
     def then(k):
@@ -333,4 +411,6 @@ def resume_problems(saved_config: dict[str, Any], saved_fingerprints: dict[str, 
         lines.append("the dataset (images or captions) changed since the run started")
     if "base_model" in fingerprints and saved_fingerprints.get("base_model") != fingerprints["base_model"]:
         lines.append("the base model file is a different one")
+    if saved_fingerprints.get("continue_from_lora", "") != fingerprints.get("continue_from_lora", ""):
+        lines.append("the continue_from_lora file is a different one")
     return lines

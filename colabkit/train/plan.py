@@ -13,6 +13,7 @@ them all at once; ``train`` refuses a plan that has any (``raise_if_errors``).
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from colabkit.project import Project
     from colabkit.train.config import StepPlan
     from colabkit.train.data import Item, Scan
+    from colabkit.train.lora.continue_from import Parent
     from colabkit.train.memory import VramPlan
     from colabkit.train.models import ModelFacts, ResolvedModel
     from colabkit.train.state import TrainState
@@ -129,6 +131,7 @@ class RunPlan:
     can_plot: bool = True
     notes: list[Note] = field(default_factory=list)
     load_since: tuple | None = None  # doctor.cpu_sample() when planning began (the CPU load's window)
+    parent: "Parent | None" = None  # continue_from_lora: the LoRA file the run starts from (None: a fresh LoRA)
 
     @property
     def items(self) -> "list[Item]":
@@ -186,9 +189,16 @@ def _plan(plan: RunPlan, device: str | None) -> None:
     if not _scan_dataset(plan):
         _decide_device(plan, device)
         return
-    plan.steps = step_plan(plan.scan.bucket_sizes, run)
+    from colabkit.train.data import epoch_repeats as data_epoch_repeats
+
+    scan = plan.scan
+    reg = scan.reg
+    reg_times = sum(data_epoch_repeats(scan.items, run.num_repeats)[len(scan.training):]) if reg else 0
+    plan.steps = step_plan(scan.bucket_sizes, run, scan.bucket_repeats(run.num_repeats),
+                           scan.folders() if scan.has_folders else None, (len(reg), reg_times) if reg else None)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
+    _check_parent(plan)
     _count_long_captions(plan)
     _decide_device(plan, device)
     _decide_memory(plan)
@@ -220,8 +230,9 @@ def _scan_dataset(plan: RunPlan) -> bool:
                   "and caption them with the dataset notebook.")
         return False
     plan.activation = activation = run.activation_tag or data.activation_tag_of(scan.items)
-    with_tag = sum(1 for it in scan.items if activation and activation in data.split_tags(it.caption))
-    msg = f"{len(scan.items)} captioned images"
+    training = scan.training
+    with_tag = sum(1 for it in training if activation and activation in data.split_tags(it.caption))
+    msg = f"{len(training)} captioned images"
     if activation:
         msg += f"; activation tag '{activation}' in {with_tag} of them"
     plan.note("dataset", "ok" if scan.items else "error", msg if scan.items else
@@ -237,9 +248,17 @@ def _scan_dataset(plan: RunPlan) -> bool:
     if scan.unreadable:
         plan.note("images", "warn", "Unreadable, skipped: " +
                   "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
-    if activation and with_tag < len(scan.items):
-        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
+    if activation and with_tag < len(training):
+        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(training) - with_tag} captions: "
                   "run the dataset notebook's trigger-word step.")
+    if scan.reg or scan.reg_rejected:
+        from colabkit.i18n import _
+
+        plan.note("regularization", "ok" if scan.reg else "warn", _(
+            "{n} regularization images in reg/, trained with loss weight {weight:g} (prior_loss_weight)").format(
+            n=len(scan.reg), weight=run.prior_loss_weight) + ("; " + _("skipped: {files}").format(
+                files="; ".join(f"{p.name} ({why})" for p, why in scan.reg_rejected[:5])) if scan.reg_rejected
+                else ""))
     return bool(scan.items)
 
 
@@ -259,14 +278,20 @@ def _resolve_model(plan: RunPlan) -> None:
     resolved, facts = plan.resolved, plan.facts
     size = f"{facts.total_params / 1e6:,.0f}M" if facts.total_params >= 1e7 else f"{facts.total_params / 1e6:.1f}M"
     counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
-    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})")
+    unchecked = ""
+    if resolved.preset is not None and not resolved.preset.sha256:
+        from colabkit.i18n import _
+
+        unchecked = _("; not hash-checked (no published sha256 recorded for this preset)")
+    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})" + unchecked)
     plan.prediction_type = resolved.prediction_type
     switch = run.zero_terminal_snr
-    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr)
+    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr, edm=facts.edm)
     if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
         why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
             switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
-            "as the reference trainers do" if plan.zero_terminal_snr else "")
+            "as the reference trainers do" if plan.zero_terminal_snr else "an EDM (CosXL-style) model" if facts.edm
+            else "")
         warning = ztsnr_warning(plan.prediction_type, plan.zero_terminal_snr)
         plan.note("prediction", "warn" if warning else "ok", warning or f"{plan.prediction_type}, zero-terminal SNR "
                   f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")
@@ -274,6 +299,75 @@ def _resolve_model(plan: RunPlan) -> None:
     if run.resolution < 0.75 * native:
         plan.note("resolution", "warn", f"{run.resolution} px is low for SDXL models like this one (trained at "
                   f"{native} px): expect soft results.")
+
+
+def _meta_models(resolved, facts):
+    """The model's UNet and text encoders on the meta device (module names and shapes; no memory, no weights)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from colabkit.train.models.load import SDXL_CONFIGS, pick_config_dir
+
+    folder = SDXL_CONFIGS
+    if resolved.kind == "diffusers":
+        folder = resolved.path
+    elif resolved.info is not None:
+        try:
+            folder = pick_config_dir(resolved.info)
+        except ColabkitError:
+            pass
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(facts.unet_config)
+        te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+    return unet, te1, te2
+
+
+def _check_parent(plan: RunPlan) -> None:
+    """continue_from_lora: the file read (header and alphas), matched against the model's modules on the meta
+    device; the run's LoRA shape becomes the file's; every key it cannot load is an error row."""
+    from colabkit.i18n import _
+    from colabkit.train import lora
+    from colabkit.train.config import LORA_TYPES
+    from colabkit.train.lora import continue_from as cf
+
+    run = plan.run
+    if not run.continue_from_lora.strip():
+        return
+    try:
+        path = cf.find_file(run.continue_from_lora.strip(), plan.project)
+    except ColabkitError as e:
+        plan.note("continue from", "error", str(e))
+        return
+    out = plan.project.output.resolve()
+    slug = plan.project.slug
+    # the names the run writes and prunes (loop.lora_name, _prune_epochs: <slug>-[0-9][0-9]*)
+    if path.resolve().parent == out and (path.stem == slug or re.match(re.escape(slug) + r"-\d\d", path.stem)):
+        plan.note("continue from", "error", _(
+            "{name} is a file this run writes (or prunes) in output/: rename it first (e.g. {slug}-v1.safetensors) "
+            "and give that name, so it is never overwritten.").format(name=path.name, slug=slug))
+        return
+    if plan.facts is None or plan.resolved is None:
+        return  # the base model's row says why
+    unet, te1, te2 = _meta_models(plan.resolved, plan.facts)
+    targets = {"unet": {t: lora.unet_targets(unet, t) for t in LORA_TYPES}}
+    if run.train_text_encoder:
+        for name, te in (("text_encoder", te1), ("text_encoder_2", te2)):
+            names = lora.text_encoder_targets(te)
+            targets[name] = {t: names for t in LORA_TYPES}
+    settings = {k: getattr(run, k) for k in ("network_dim", "network_alpha", "lora_type", "conv_dim", "conv_alpha")}
+    parent = cf.read_parent(path, unet, te1, te2, train_text_encoder=run.train_text_encoder, targets=targets,
+                            settings=settings)
+    for e in parent.errors:
+        plan.note("continue from", "error", e)
+    if parent.errors:
+        return
+    plan.parent = parent
+    plan.run = run.replace(**parent.shape)
+    for w in parent.warnings:
+        plan.note("continue from", "warn", w)
+    plan.note("continue from", "ok", cf.summary(parent))
 
 
 def _tokenizer_folder(resolved) -> "Path | None":
@@ -499,15 +593,50 @@ def _check_hub_files(plan: RunPlan) -> None:
 
 
 def _check_drive_space(plan: RunPlan) -> None:
-    run, resolved = plan.run, plan.resolved
-    free_gb = shutil.disk_usage(plan.project.root).free / 2**30
-    need_gb = 0.5 + (7.0 if resolved is not None and resolved.source == "download" and run.keep_model_on_drive
-                     else 0)
-    if free_gb < need_gb:
-        plan.note("Drive space", "error", f"{free_gb:.1f} GB free on Drive, about {need_gb:.1f} GB needed. Free "
-                  "some space (Drive's bin counts too) or untick keep_model_on_drive.")
+    from colabkit.train import drive_space
+
+    use, present = _drive_use(plan)
+    free = shutil.disk_usage(plan.project.root).free
+    need = max(0, use.total - present) + drive_space.HEADROOM
+    from colabkit.i18n import _
+
+    parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}, "
+              "caches and headroom {headroom}").format(
+        model=drive_space.gb(use.model), states=drive_space.gb(use.states), outputs=drive_space.gb(use.outputs),
+        trash=drive_space.gb(use.trash), headroom=drive_space.gb(drive_space.HEADROOM))
+    if free < need:
+        plan.note("Drive space", "error", _(
+            "{free} free on Drive, the run needs about {need} ({parts}). Free some space (empty Drive's bin too: it "
+            "counts), or untick keep_model_on_drive.").format(free=drive_space.gb(free), need=drive_space.gb(need),
+                                                               parts=parts))
     else:
-        plan.note("Drive space", "ok", f"{free_gb:.1f} GB free")
+        plan.note("Drive space", "ok", _("{free} free on Drive, the run needs about {need} ({parts}).").format(
+            free=drive_space.gb(free), need=drive_space.gb(need), parts=parts))
+
+
+def _drive_use(plan: RunPlan) -> "tuple[drive_space.DriveUse, int]":
+    """What the whole run puts on Drive (colabkit.train.drive_space), and how much of it is there already."""
+    from colabkit.train import drive_space
+    from colabkit.train.memory import SDXL_SHAPE, UNetShape
+
+    run, resolved, project = plan.run, plan.resolved, plan.project
+    shape = UNetShape.from_config(plan.facts.unet_config) if plan.facts is not None else SDXL_SHAPE
+    params = drive_space.lora_params(run.network_dim, shape=shape, lora_type=run.lora_type, conv_dim=run.conv_dim,
+                                     train_text_encoder=run.train_text_encoder)
+    model = 0
+    if resolved is not None and resolved.source == "download" and run.keep_model_on_drive:
+        model = (resolved.preset.size if resolved.preset and resolved.preset.size else 7 * 10**9)
+    prompts = len([p for p in run.sample_prompts.splitlines() if p.strip()]) or 2
+    previews = run.epochs // run.sample_every_n_epochs + 1 if run.sample_every_n_epochs else 0
+    use = drive_space.run_use(params=params, optimizer=run.optimizer, epochs=run.epochs,
+                              save_every_n_epochs=run.save_every_n_epochs,
+                              keep_only_last_n_epochs=run.keep_only_last_n_epochs, samples=previews,
+                              sample_bytes=2 * prompts * 3 * run.resolution ** 2, model=model)
+    present = 0
+    if not plan.config.start_over:  # a run that continues has some of it on Drive already
+        for folder in (project.state, project.output):
+            present += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    return use, present
 
 
 def _fingerprint_and_cache(plan: RunPlan) -> None:
@@ -516,6 +645,8 @@ def _fingerprint_and_cache(plan: RunPlan) -> None:
 
     run, resolved, items = plan.run, plan.resolved, plan.items
     plan.fingerprints = {"dataset": plan.scan.fingerprint()}
+    if plan.parent is not None:
+        plan.fingerprints["continue_from_lora"] = plan.parent.model_hash
     if resolved is None or not (resolved.present or resolved.sha256):  # no fingerprint before the download
         return
     plan.fingerprints["base_model"] = models.fingerprint(resolved)

@@ -29,12 +29,14 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
     preflight(plan, show=False).raise_if_errors()
     with display.quiet_library_notices():
         result = train(plan, reporter=display.NotebookReporter())
-    if result.status == "stopped" and flush_drive():
-        result.message += (" Drive was flushed and unmounted so every file reached Google Drive; "
-                           "the next run mounts it again.")
-    display.show_text(result.message, "ok" if result.status != "stopped" else "warn")
+    display.show_text(result.message, "ok" if result.status in ("finished", "already finished") else "warn")
     if result.loss_plot:
         display.show_image(result.loss_plot, "Loss", width=700)
+    if result.status == "stopped":
+        # Last: Colab's flush also unmounts Drive, so everything that reads Drive (the plot above) comes first.
+        flushed = flush_drive()
+        if flushed:
+            display.show_text(flushed[1], "ok" if flushed[0] else "warn")
     return result
 
 

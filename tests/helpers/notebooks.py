@@ -17,6 +17,7 @@ from typing import Any
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # notebook_text, beside this file (also when run as a script)
+CPU_NOTEBOOKS = {"1_dataset"}
 _PARAM_RE = re.compile(r"^(?P<indent>\s*)(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)\s*#\s*@param(?P<rest>.*)$")
 
 
@@ -31,13 +32,16 @@ def read_source(py_path: str | os.PathLike, lang: str = "en"):
     localize(nb, lang)
     if lang != "en":
         set_params(nb, {"language": LANGUAGE_FIELD[lang]})
-    # Colab needs these to show the form and offer a GPU runtime.
+    # Colab needs these to show the form; a GPU runtime only for the notebooks that need one: notebook 1 tags on
+    # a CPU runtime (an idle GPU runtime spends the quota training needs; the artist may pick one for BLIP).
     nb.metadata = {
-        "accelerator": "GPU",
-        "colab": {"provenance": [], "gpuType": "T4"},
+        "colab": {"provenance": []},
         "kernelspec": {"display_name": "Python 3", "name": "python3"},
         "language_info": {"name": "python"},
     }
+    if Path(py_path).stem not in CPU_NOTEBOOKS:
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"]["gpuType"] = "T4"
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:02d}"  # stable ids: the generated file is reproducible byte for byte
         cell.metadata = {}

@@ -58,6 +58,7 @@ class CheckpointInfo:
     prediction_type: str | None  # what the file itself says, None when it says nothing
     zero_terminal_snr: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    edm: bool = False  # an EDM v-prediction model (CosXL: "edm_vpred.sigma_max"), not trained on a ZTSNR schedule
 
     @property
     def n_tensors(self) -> int:
@@ -310,7 +311,8 @@ def _classify(path: Path, fmt: str, size: int, header_bytes: int, shapes: dict[s
         prediction = V_PREDICTION
     return CheckpointInfo(path=path, format=fmt, family=family, file_bytes=size,  # type: ignore[arg-type]
                           header_bytes=header_bytes, shapes=shapes, dtypes=dtypes, metadata=metadata,
-                          prediction_type=prediction, zero_terminal_snr=zsnr, notes=tuple(notes))
+                          prediction_type=prediction, zero_terminal_snr=zsnr, notes=tuple(notes),
+                          edm="edm_vpred.sigma_max" in keys)
 
 
 def _sd_by_context(shapes: Mapping[str, tuple[int, ...]]) -> Family:

@@ -6,7 +6,9 @@ to its final name, atomically, so a file under its final name is always complete
 beside it records the check, so the next day does not re-read 7 GB from Drive to hash it again.
 
 Tokens: ``HF_TOKEN`` is sent to huggingface.co only, ``CIVITAI_TOKEN`` to civitai.com only; neither is ever
-forwarded to the CDN a download redirects to, printed, or put in an error message.
+forwarded to the CDN a download redirects to, printed, or put in an error message. Each is read from the environment,
+else from Colab's Secrets panel (``google.colab.userdata``: the key icon; it sets no environment variable). A secret
+the notebook was not granted access to is said when the download is refused, with the switch to turn on.
 """
 
 from __future__ import annotations
@@ -49,15 +51,65 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(safe, safe="*")))
 
 
-def _auth_header(host: str) -> dict[str, str]:
+HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+CIVITAI_TOKEN_NAMES = ("CIVITAI_TOKEN", "CIVITAI_API_KEY")
+_secret_notes: dict[str, str] = {}  # token name -> why Colab's Secrets did not give it (said on a refusal)
+
+
+def _token_names(host: str) -> tuple[str, ...]:
     host = host.lower()
     if host == "huggingface.co" or host.endswith(".huggingface.co") or host == "hf.co":
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    elif host == "civitai.com" or host.endswith(".civitai.com"):
-        token = os.environ.get("CIVITAI_TOKEN") or os.environ.get("CIVITAI_API_KEY")
-    else:
-        token = None
-    return {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
+        return HF_TOKEN_NAMES
+    if host == "civitai.com" or host.endswith(".civitai.com"):
+        return CIVITAI_TOKEN_NAMES
+    return ()
+
+
+def _colab_secret(name: str) -> str | None:
+    """The secret ``name`` from Colab's Secrets panel, or None (not in Colab, not set, or not granted)."""
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return None
+    try:
+        value = userdata.get(name)
+    except Exception as e:  # userdata's own error types: SecretNotFoundError, NotebookAccessError, TimeoutException
+        kind = type(e).__name__
+        if kind == "NotebookAccessError":
+            from colabkit.i18n import _
+
+            _secret_notes[name] = _(
+                "Colab's Secrets has {name}, but this notebook was not given access to it: click the key icon "
+                "(Secrets) on the left and switch on 'Notebook access' beside {name}, then run the cell again."
+            ).format(name=name)
+        elif kind != "SecretNotFoundError":
+            from colabkit.i18n import _
+
+            _secret_notes[name] = _("Colab's Secrets could not be read for {name} ({kind}).").format(name=name,
+                                                                                                  kind=kind)
+        return None
+    _secret_notes.pop(name, None)
+    return value if isinstance(value, str) else None
+
+
+def token_for(host: str) -> str | None:
+    """The access token for ``host`` (huggingface.co / civitai.com only): the environment first, then Colab's
+    Secrets. Never printed; sent only to that host (``_auth_header``)."""
+    names = _token_names(host)
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.strip():
+            return value.strip()
+    for name in names:
+        value = _colab_secret(name)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _auth_header(host: str) -> dict[str, str]:
+    token = token_for(host)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
@@ -95,6 +147,9 @@ def _http_error(url: str, e: urllib.error.HTTPError) -> ColabkitError:
                    "it as CIVITAI_TOKEN (Colab: the key icon, 'Secrets').")
         else:
             fix = "The server refused the download: the link may need a login or may have expired."
+        notes = [_secret_notes[n] for n in _token_names(host) if n in _secret_notes]
+        if notes:
+            fix += " " + " ".join(notes)
         return ColabkitError(f"Download refused (HTTP {e.code}) for {redact(url)}. {fix}")
     if e.code == 404:
         return ColabkitError(f"Nothing found at {redact(url)} (HTTP 404). Check the address; on Hugging Face use the "

@@ -320,6 +320,7 @@ class ModelFacts:
     counted: bool  # True: counted in the model's own headers; False: SDXL base 1.0's (a preset not downloaded yet)
     prediction_type: str | None  # what the model says (file metadata/markers, scheduler config, preset); None: nothing
     zero_terminal_snr: bool  # the model carries a zero-terminal-SNR marker ("ztsnr" key, rescale_betas_zero_snr)
+    edm: bool = False  # an EDM v-prediction model (CosXL), which "auto" does not put on the ZTSNR schedule
 
     @property
     def total_params(self) -> int:
@@ -345,7 +346,8 @@ def model_facts(resolved: ResolvedModel) -> ModelFacts:
     if resolved.info is not None:
         info = resolved.info
         unet = _read_json(pick_config_dir(info) / "unet" / "config.json")
-        return ModelFacts(param_counts(info.shapes), unet, True, info.prediction_type, info.zero_terminal_snr)
+        return ModelFacts(param_counts(info.shapes), unet, True, info.prediction_type, info.zero_terminal_snr,
+                          info.edm)
     # A preset or link still to download: every preset is an SDXL base-sized model.
     said = resolved.preset.prediction_type if resolved.preset else None
     return ModelFacts(dict(SDXL_PARAMS), _read_json(SDXL_CONFIGS / "unet" / "config.json"), False, said, False)
