@@ -41,9 +41,8 @@ if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
                          "Drive (/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a "
                          "colabkit checkout), then run this cell again.")
     importlib.invalidate_caches()
-from colabkit.i18n import set_language; set_language(language)
 from colabkit.colab import setup
-setup_report = setup(extras=["tag", "notebook"])
+setup_report = setup(extras=["tag", "notebook"], language=language)
 
 # %% [markdown]
 # ## Step 1: your project

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from colabkit.choices import StepConfig, setting
-from colabkit.i18n import N_
+from colabkit.i18n import N_, _
 
 # Each choice is one Literal; its tuple of values is derived from it (one list per choice, nowhere restated).
 # File-format spellings ("v" for v_prediction in LoRA metadata) are made only where those files are written.
@@ -149,7 +149,9 @@ class TrainConfig(StepConfig):
     sample_seed: int = setting(1234, N_(
         "Seed of the preview images: the same for every epoch, so you can watch your style appear."))
     budget_hours: float = setting(3.0, N_(
-        "Stop (with everything saved) before this many GPU hours are used today: about 3 on the free tier."))
+        "Stop (with everything saved) before this many GPU hours are used today. Colab does not publish its free "
+        "limits and runtimes are often cut after 2-3 hours: 3 is a common start; a run cut earlier continues from "
+        "its last saved state."))
     budget_margin_minutes: float = setting(10.0, N_(
         "Minutes kept in reserve before the budget ends, for the final save."))
     save_state_every_n_steps: int = setting(0, N_(
@@ -161,7 +163,8 @@ class TrainConfig(StepConfig):
     cache_to_drive: bool = setting(True, N_(
         "Keep the cached latents and text embeddings on Drive, so a resumed run does not compute them again."))
     start_over: bool = setting(False, N_(
-        "Begin a new run instead of continuing a saved one (the old files are kept)."))
+        "Begin a new run instead of continuing a saved one (the old state and LoRA files are moved to "
+        "training/state-old-<date>/, nothing is deleted)."))
     prior_loss_weight: float = setting(1.0, N_(
         "Loss weight of the regularization images (Loras/<project>/reg/), as sd-scripts' prior_loss_weight: 1 "
         "weighs them like your drawings. Without a reg/ folder it does nothing."))
@@ -214,33 +217,35 @@ class TrainConfig(StepConfig):
 def _rules(c: TrainConfig):
     """What the types cannot say: ranges and combinations."""
     if c.resolution < 64 or c.resolution % 64:
-        yield f"resolution must be a multiple of 64 (1024 for SDXL); got {c.resolution}."
+        yield _("resolution must be a multiple of 64 (1024 for SDXL); got {resolution}.").format(
+                  resolution=c.resolution)
     for name in ("num_repeats", "epochs", "train_batch_size", "gradient_accumulation_steps", "network_dim",
                  "save_every_n_epochs", "keep_only_last_n_epochs", "sample_steps", "conv_dim"):
         if getattr(c, name) < 1:
-            yield f"{name} must be at least 1; got {getattr(c, name)}."
+            yield _("{name} must be at least 1; got {value}.").format(name=name, value=getattr(c, name))
     for name in ("max_train_steps", "sample_every_n_epochs", "save_state_every_n_steps", "multires_noise_iterations",
                  "keep_tokens"):
         if getattr(c, name) < 0:
-            yield f"{name} cannot be negative; got {getattr(c, name)}."
+            yield _("{name} cannot be negative; got {value}.").format(name=name, value=getattr(c, name))
     if c.network_alpha <= 0 or c.conv_alpha <= 0:
-        yield "network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual)."
+        yield _("network_alpha and conv_alpha must be positive (alpha = dim/2 or dim are usual).")
     if c.unet_lr <= 0:
-        yield f"unet_lr must be positive; got {c.unet_lr}."
+        yield _("unet_lr must be positive; got {unet_lr}.").format(unet_lr=c.unet_lr)
     if c.text_encoder_lr < 0:
-        yield "text_encoder_lr cannot be negative (0 keeps the text encoders frozen)."
+        yield _("text_encoder_lr cannot be negative (0 keeps the text encoders frozen).")
     if not 0 <= c.lr_warmup_ratio < 1:
-        yield "lr_warmup_ratio must be in [0, 1)."
+        yield _("lr_warmup_ratio must be in [0, 1).")
     if c.budget_hours <= 0:
-        yield "budget_hours must be positive (about 3 on the free tier)."
+        yield _("budget_hours must be positive (about 3 on the free tier).")
     if c.budget_margin_minutes < 0 or c.save_state_every_minutes <= 0:
-        yield "budget_margin_minutes cannot be negative and save_state_every_minutes must be positive."
+        yield _("budget_margin_minutes cannot be negative and save_state_every_minutes must be positive.")
     if c.prior_loss_weight < 0:
-        yield f"prior_loss_weight cannot be negative; got {c.prior_loss_weight}."
+        yield _("prior_loss_weight cannot be negative; got {prior_loss_weight}.").format(
+                  prior_loss_weight=c.prior_loss_weight)
     if c.noise_offset < 0 or c.min_snr_gamma < 0:
-        yield "noise_offset and min_snr_gamma cannot be negative (0 turns them off)."
+        yield _("noise_offset and min_snr_gamma cannot be negative (0 turns them off).")
     if not c.base_model.strip():
-        yield "base_model is empty: pick a preset, paste a URL or a path to an SDXL checkpoint."
+        yield _("base_model is empty: pick a preset, paste a URL or a path to an SDXL checkpoint.")
 
 
 # -- step maths (pure) ----------------------------------------------------------------------------
@@ -308,12 +313,14 @@ class StepPlan:
             line = "; ".join(parts) + "\n" + _("{total} image-repeats / batch {batch} = {steps} steps per epoch").format(
                 total=total, batch=self.batch_size, steps=self.steps_per_epoch)
         else:
-            line = (f"{self.images} images x {self.num_repeats} repeats / batch {self.batch_size} = "
-                    f"{self.steps_per_epoch} steps per epoch")
+            line = (_("{images} images x {repeats} repeats / batch {batch} = "
+                    "{per_epoch} steps per epoch").format(images=self.images, repeats=self.num_repeats, batch=self.batch_size,
+                                                      per_epoch=self.steps_per_epoch))
         if self.total_steps == self.steps_per_epoch * self.epochs:
-            line += f" x {self.epochs} epochs = {self.total_steps} steps"
+            line += _(" x {epochs} epochs = {total} steps").format(epochs=self.epochs, total=self.total_steps)
         else:  # max_train_steps: the last epoch is cut short, say so rather than print wrong arithmetic
-            line += f"; max_train_steps {self.total_steps} = {self.epochs} epochs, the last one partial"
+            line += _("; max_train_steps {total} = {epochs} epochs, the last one partial").format(
+                total=self.total_steps, epochs=self.epochs)
         return line + (f"\n{self.suggestion}" if self.suggestion else "")
 
 
@@ -357,11 +364,14 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[in
         side = "few" if total < lo else "many"
         if r is not None:
             t = total_steps(bucket_sizes, r, cfg.train_batch_size, cfg.epochs, cfg.gradient_accumulation_steps)
-            suggestion = (f"{total} steps is {'fewer' if side == 'few' else 'more'} than the usual {lo}-{hi}: "
-                          f"num_repeats = {r} gives {t} steps.")
+            suggestion = (_("{total} steps is fewer than the usual {lo}-{hi}: num_repeats = {r} gives {t} steps.")
+                          if side == "few" else
+                          _("{total} steps is more than the usual {lo}-{hi}: num_repeats = {r} gives {t} steps.")
+                          ).format(total=total, lo=lo, hi=hi, r=r, t=t)
         else:
-            suggestion = (f"{total} steps is outside the usual {lo}-{hi}; no num_repeats reaches it with "
-                          f"{cfg.epochs} epochs and batch {cfg.train_batch_size}: change epochs or batch size.")
+            suggestion = _("{total} steps is outside the usual {lo}-{hi}; no num_repeats reaches it with {epochs} "
+                           "epochs and batch {batch}: change epochs or batch size.").format(
+                total=total, lo=lo, hi=hi, epochs=cfg.epochs, batch=cfg.train_batch_size)
     return StepPlan(images=sum(bucket_sizes), num_repeats=cfg.num_repeats, batch_size=cfg.train_batch_size,
                     epochs=epochs, steps_per_epoch=per, total_steps=total, suggestion=suggestion, in_range=ok)
 
@@ -406,11 +416,12 @@ def resume_problems(saved_config: dict[str, Any], saved_fingerprints: dict[str, 
                     fingerprints: dict[str, str]) -> list[str]:
     """Why a saved run cannot continue with this config (empty: it can). Fingerprints not known yet
     (a base model still to download) are not compared."""
-    lines = [f"{k}: {old!r} then, {new!r} now" for k, (old, new) in diff_critical(saved_config, config).items()]
+    lines = [_("{name}: {old!r} then, {new!r} now").format(name=k, old=old, new=new)
+             for k, (old, new) in diff_critical(saved_config, config).items()]
     if "dataset" in fingerprints and saved_fingerprints.get("dataset") != fingerprints["dataset"]:
-        lines.append("the dataset (images or captions) changed since the run started")
+        lines.append(_("the dataset (images or captions) changed since the run started"))
     if "base_model" in fingerprints and saved_fingerprints.get("base_model") != fingerprints["base_model"]:
-        lines.append("the base model file is a different one")
+        lines.append(_("the base model file is a different one"))
     if saved_fingerprints.get("continue_from_lora", "") != fingerprints.get("continue_from_lora", ""):
-        lines.append("the continue_from_lora file is a different one")
+        lines.append(_("the continue_from_lora file is a different one"))
     return lines

@@ -16,7 +16,7 @@ from colabkit.train.plan import Note, RunPlan, make_plan
 Check = Note  # one row: name, level ("ok" | "warn" | "error"), message
 # The rows' names are keys in the plan (English), translated where shown.
 ROW_NAMES = (N_("activation tag"), N_("base model"), N_("cache"), N_("caption length"), N_("captions"), N_("dataset"),
-             N_("downloads"), N_("images"), N_("memory"), N_("packages"), N_("prediction"), N_("previews"),
+             N_("downloads"), N_("GPU"), N_("Drive space"), N_("images"), N_("memory"), N_("packages"), N_("prediction"), N_("previews"),
              N_("project"), N_("resolution"), N_("resume"), N_("saved state"), N_("steps"), N_("time"))
 LEVELS = {"ok": N_("OK"), "warn": N_("WARNING"), "error": N_("PROBLEM")}
 

@@ -39,7 +39,7 @@ def test_both_languages_have_the_same_form(src):
         if c.cell_type == "code":  # the code itself is one and the same: only its text differs
             assert _code_without_text(c.source) == _code_without_text(d.source)
     first = next(c.source for c in es.cells if c.cell_type == "code")
-    assert "set_language(language)" in first
+    assert "language=language" in first
 
 
 def _code_without_text(source: str) -> str:
