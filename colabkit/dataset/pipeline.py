@@ -111,8 +111,6 @@ class DatasetReport:
 
     def folders_line(self) -> str:
         """The training folders and their usable images, when the dataset has <repeats>_<name>/ sub-folders."""
-        from colabkit.i18n import _
-
         counts: dict[str, int] = {}
         for info in self.accepted:
             where = items.folder_of(info.file, self.folder)

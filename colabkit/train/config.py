@@ -300,8 +300,6 @@ class StepPlan:
 
     def describe(self) -> str:
         if self.folders:
-            from colabkit.i18n import _
-
             parts = [_("{folder}: {images} images x {repeats} repeats = {product}").format(
                 folder=name or "dataset/", images=n, repeats=r, product=n * r) for name, n, r in self.folders]
             if self.reg:
@@ -378,8 +376,6 @@ def step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[in
 
 def _folder_step_plan(bucket_sizes: list[int], cfg: TrainConfig, bucket_repeats: list[int], folders,
                       reg: tuple[int, int] | None = None) -> StepPlan:
-    from colabkit.i18n import _
-
     per = steps_for(bucket_repeats, cfg.train_batch_size, cfg.gradient_accumulation_steps)
     if cfg.max_train_steps:
         total, epochs = cfg.max_train_steps, (math.ceil(cfg.max_train_steps / per) if per else 0)

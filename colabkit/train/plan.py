@@ -255,8 +255,6 @@ def _scan_dataset(plan: RunPlan) -> bool:
                                               "notebook's trigger-word step.").format(
                                                 activation=activation, value=len(training) - with_tag))
     if scan.reg or scan.reg_rejected:
-        from colabkit.i18n import _
-
         plan.note("regularization", "ok" if scan.reg else "warn", _(
             "{n} regularization images in reg/, trained with loss weight {weight:g} (prior_loss_weight)").format(
             n=len(scan.reg), weight=run.prior_loss_weight) + ("; " + _("skipped: {files}").format(
@@ -283,8 +281,6 @@ def _resolve_model(plan: RunPlan) -> None:
     counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
     unchecked = ""
     if resolved.preset is not None and not resolved.preset.sha256:
-        from colabkit.i18n import _
-
         unchecked = _("; not hash-checked (no published sha256 recorded for this preset)")
     plan.note("base model", "ok", _("{name} ({source}); {size} parameters ({counted})").format(
                                       name=resolved.name, source=resolved.source, size=size, counted=counted) + unchecked)
@@ -332,7 +328,6 @@ def _meta_models(resolved, facts):
 def _check_parent(plan: RunPlan) -> None:
     """continue_from_lora: the file read (header and alphas), matched against the model's modules on the meta
     device; the run's LoRA shape becomes the file's; every key it cannot load is an error row."""
-    from colabkit.i18n import _
     from colabkit.train import lora
     from colabkit.train.config import LORA_TYPES
     from colabkit.train.lora import continue_from as cf
@@ -611,8 +606,6 @@ def _check_drive_space(plan: RunPlan) -> None:
     use, present = _drive_use(plan)
     free = shutil.disk_usage(plan.project.root).free
     need = max(0, use.total - present) + drive_space.HEADROOM
-    from colabkit.i18n import _
-
     parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}, "
               "caches and headroom {headroom}").format(
         model=drive_space.gb(use.model), states=drive_space.gb(use.states), outputs=drive_space.gb(use.outputs),

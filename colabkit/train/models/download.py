@@ -77,15 +77,11 @@ def _colab_secret(name: str) -> str | None:
     except Exception as e:  # userdata's own error types: SecretNotFoundError, NotebookAccessError, TimeoutException
         kind = type(e).__name__
         if kind == "NotebookAccessError":
-            from colabkit.i18n import _
-
             _secret_notes[name] = _(
                 "Colab's Secrets has {name}, but this notebook was not given access to it: click the key icon "
                 "(Secrets) on the left and switch on 'Notebook access' beside {name}, then run the cell again."
             ).format(name=name)
         elif kind != "SecretNotFoundError":
-            from colabkit.i18n import _
-
             _secret_notes[name] = _("Colab's Secrets could not be read for {name} ({kind}).").format(name=name,
                                                                                                   kind=kind)
         return None
