@@ -5,7 +5,7 @@ What a person reads in a notebook is cut into messages of a gettext catalog (dom
 
 - a markdown cell: each paragraph (blocks between blank lines);
 - a form cell: the ``@title`` text, each run of ``@markdown`` lines, each run of full-line comments, and each
-  sentence-like string literal the cell prints itself (the install cell's message when pip fails).
+  sentence-like string literal (two words or more) the cell prints itself (the install cell's message when pip fails).
 
 Code, form-field names and values are never translated. A ``@settings Class: field, field`` line (in a markdown
 cell, or ``# @settings ...`` in a form cell) becomes one line per setting with its one description
@@ -85,7 +85,7 @@ def _literal(node) -> str | None:
 
 
 def _strings(source: str):
-    """(node, text) for each sentence-like string literal of a form cell (three words or more, not a form field's
+    """(node, text) for each sentence-like string literal of a form cell (two words or more, not a form field's
     value): the one message a cell prints itself, e.g. the install cell's SystemExit."""
     import ast
 
@@ -102,7 +102,7 @@ def _strings(source: str):
             text = node.value
         else:
             continue
-        if text and len(text.split()) >= 3 and "# @param" not in lines[node.lineno - 1]:
+        if text and len(text.split()) >= 2 and "# @param" not in lines[node.lineno - 1]:
             found.append((node, text))
     return sorted(found, key=lambda nt: (nt[0].lineno, nt[0].col_offset))
 
