@@ -90,7 +90,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                           name=moved.name))
     for note in plan.notes:
         if note.level == "warn":
-            rep.warn(f"{note.name}: {note.message}")
+            rep.warn(f"{_(note.name)}: {note.message}")
     state = plan.state
     if plan.resume == "finished":  # said before any model is downloaded or loaded
         return TrainResult("already finished", _(
@@ -128,7 +128,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         rep.stage(_("Caching {n_todo} latents (once; kept in {name}/ for the next days).").format(
                       n_todo=len(todo), name=cache_dir.name))
         latent_cache.build(items, run.flip_aug, vae, dev, vae.dtype,
-                           progress=lambda it: rep.progress(it, "caching latents", len(todo)))
+                           progress=lambda it: rep.progress(it, _("caching latents"), len(todo)))
         vae.to("cpu")
         del vae
     accelerator.wait_for_everyone()

@@ -278,7 +278,7 @@ def _resolve_model(plan: RunPlan) -> None:
         return
     resolved, facts = plan.resolved, plan.facts
     size = f"{facts.total_params / 1e6:,.0f}M" if facts.total_params >= 1e7 else f"{facts.total_params / 1e6:.1f}M"
-    counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
+    counted = _("counted in its header") if facts.counted else _("SDXL base size, counted once downloaded")
     unchecked = ""
     if resolved.preset is not None and not resolved.preset.sha256:
         unchecked = _("; not hash-checked (no published sha256 recorded for this preset)")
@@ -449,9 +449,11 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
     plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step, threads, adapt)
-    estimate = (f"about {per_step:.1f} s a step on this CPU, {hours(total)} for {plan.steps.total_steps} steps "
-                f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px; "
-                f"{threads} torch thread{'s' if threads > 1 else ''})")
+    estimate = _("about {per_step:.1f} s a step on this CPU, {time} for {steps} steps ({params:,.1f}M UNet parameters "
+                 "at {resolution} px; {threads})").format(
+        per_step=per_step, time=hours(total), steps=plan.steps.total_steps, params=plan.facts.params["unet"] / 1e6,
+        resolution=run.resolution,
+        threads=ngettext("{n} torch thread", "{n} torch threads", threads).format(n=threads))
     name = plan.resolved.name if plan.resolved else run.base_model
     if asked == "cpu":
         plan.note("GPU", "warn", _("On the CPU, as asked: {estimate}.").format(estimate=estimate))
@@ -508,12 +510,12 @@ def _decide_memory(plan: RunPlan) -> None:
     where = f"{dev.memory_gb:.1f} GB {dev.memory_of}"
     if run.gradient_checkpointing == "auto":
         plan.gradient_checkpointing = not without.fits()
-        why = (f"gradient checkpointing on: without it about {without.total_gb:.1f} GB, more than the {where}"
-               if plan.gradient_checkpointing else
-               "gradient checkpointing off: the run fits without it (faster)")
+        why = (_("gradient checkpointing on: without it about {gb:.1f} GB, more than the {where}").format(
+            gb=without.total_gb, where=where) if plan.gradient_checkpointing else
+               _("gradient checkpointing off: the run fits without it (faster)"))
     else:
         plan.gradient_checkpointing = run.gradient_checkpointing == "on"
-        why = f"gradient checkpointing {run.gradient_checkpointing}, as set"
+        why = _("gradient checkpointing {switch}, as set").format(switch=run.gradient_checkpointing)
     plan.memory = vram = estimate(plan.gradient_checkpointing) if plan.gradient_checkpointing else without
     if vram.fits():
         plan.note("memory", "ok", _("about {total_gb:.1f} GB of {where}; {why}.").format(

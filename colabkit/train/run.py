@@ -58,7 +58,7 @@ def show_results(cfg: TrainConfig) -> list[Path]:
     if not loras:
         display.show_text(_("No LoRA files yet: run the training cell first."), "warn")
         return []
-    display.show_table([{"file": p.name, "size": f"{p.stat().st_size / 2**20:.1f} MB"} for p in loras],
+    display.show_table([{_("file"): p.name, _("size"): f"{p.stat().st_size / 2**20:.1f} MB"} for p in loras],
                        _("LoRA files in {output}").format(output=project.output))
     grids = sorted(project.samples.glob("grid-*.png"))
     if grids:

@@ -59,7 +59,8 @@ def gpu_seconds_per_step(gpu_name: str | None, resolution: int, batch: int, chec
 def gpu_source(gpu_name: str | None) -> str:
     kind = gpu_kind(gpu_name)
     known = kind in (gpu_name or "").upper()
-    return f"tabled {kind} figure" + ("" if known else f" (GPU '{gpu_name}' not in the table: taken as a {kind})")
+    return (_("tabled {kind} figure").format(kind=kind) if known else
+            _("tabled {kind} figure (GPU '{gpu}' not in the table: taken as a {kind})").format(kind=kind, gpu=gpu_name))
 
 
 def preview_seconds(step_s_no_checkpointing: float, batch: int, n_prompts: int, sample_steps: int,
@@ -174,7 +175,7 @@ def plan_estimate(plan) -> "RunEstimate | None":
         step_s = gpu_seconds_per_step(dev.gpu.name, run.resolution, batch, plan.gradient_checkpointing)
         source = gpu_source(dev.gpu.name)
     elif dev.cpu_seconds_per_step is not None:
-        step_s, source = dev.cpu_seconds_per_step, "CPU estimate"
+        step_s, source = dev.cpu_seconds_per_step, _("CPU estimate")
     else:
         return None
     prompts = [p for p in run.sample_prompts.splitlines() if p.strip()]

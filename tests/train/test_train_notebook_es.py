@@ -29,4 +29,9 @@ def test_spanish_training_run(tiny_project, drive):
     assert "Cuadernos probados por última vez en el entorno de Colab" in shown  # the set-up's report
     assert "comprobación" in shown and "detalles" in shown  # the preflight table's headings
     assert "entrenando" in shown and "proyecto" in shown and "resolución" in shown  # progress label, row names
+    assert "Comprobación previa superada: listo para entrenar." in shown
+    assert "4 imágenes x 1 repeticiones / lote 1 = 4 pasos por época x 1 épocas = 4 pasos" in shown
+    assert "Terminado: 4/4 pasos en" in shown and "Cómo usar houtline.safetensors (palabra de activación: houtline)" in shown
+    for english in ("Preflight passed", "Finished:", "How to use", "steps per epoch", "captions fit in"):
+        assert english not in shown
     assert (tiny_project.output / "houtline.safetensors").exists()
