@@ -76,3 +76,31 @@ def test_without_the_download_the_spanish_first_cell_says_in_spanish_what_to_do(
     assert err.value.ename == "SystemExit" and "\n" not in line
     assert line.startswith("colabkit no está instalado (colabkit_source está vacío y en MyDrive/Loras/_colabkit/ "
                            "no hay ningún colabkit-*.whl). Descomprime la descarga de colabkit en MyDrive/Loras/_colabkit/")
+
+
+def test_in_a_stand_in_colab_the_first_cell_mounts_drive_and_installs_the_download(bundle, fresh_runtime, tmp_path):
+    """As in Colab: no COLABKIT_DRIVE_ROOT, Drive not mounted yet; colabkit_source empty. The cell mounts Drive (once:
+    setup() then finds it mounted) and installs the newest wheel of MyDrive/Loras/_colabkit/, nothing else."""
+    from helpers.colab_runtime import FAKE_COLAB, FakeColab
+
+    python, venv_site = fresh_runtime
+    before = _dists_in(venv_site)
+    colab = FakeColab(tmp_path / "colab-home", tmp_path / "rt" / "content")
+    colab.content.mkdir(parents=True)
+    folder = colab.my_drive / "Loras" / "_colabkit"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(folder)
+    env = _runtime_env()
+    env.pop("COLABKIT_DRIVE_ROOT", None)
+    env.update(colab.env(), PYTHONPATH=str(FAKE_COLAB), PATH=f"{python.parent}:{env['PATH']}")
+    nb = read_source(NOTEBOOKS / "1_dataset.py", "es")
+    set_params(nb, {"colabkit_source": ""})
+    first_cell = next(c.source for c in nb.cells if c.cell_type == "code")
+    ran = execute_cells([first_cell, "import colabkit; print(colabkit.__file__)"], python=python, where=tmp_path,
+                        env=env, cwd=tmp_path)
+    assert Path(_stdout(ran.cells[-1])).is_relative_to(venv_site)  # installed from the download on Drive
+    assert _dists_in(venv_site) - before == {"colabkit"}
+    assert colab.log() == [f"mount {colab.content / 'drive'}"]
+    shown = "".join(o.get("text", "") + str(o.get("data", {})) for o in ran.cells[0].outputs)
+    assert "Cuadernos probados por última vez" in shown  # setup() speaks the notebook's language
