@@ -53,7 +53,7 @@ setup_report = setup(extras=["tag", "notebook"], need_gpu=True, language=languag
 # %%
 # @title Step 1: compare epochs and weights { display-mode: "form" }
 project_name = "my-first-lora"  # @param {type:"string"}
-base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "NoobAI-XL V-Pred 1.0", "NoobAI-XL Eps 1.1", "tiny-sdxl"] {allow-input: true}
 prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
 lora_files = ""  # @param {type:"string"}
 lora_weights = "0.6, 0.8, 1.0"  # @param {type:"string"}

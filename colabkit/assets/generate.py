@@ -114,8 +114,11 @@ def tag_frequency(metadata: dict[str, str]) -> dict[str, int]:
 def caption_frequency(dataset: Path) -> tuple[str, dict[str, int]]:
     """(activation tag, tag frequency) from the project's captions: the fallback when a LoRA has no metadata."""
     from colabkit.dataset.captions import count_tags, split_tags
+    from colabkit.dataset.items import folders
 
-    captions = [split_tags(p.read_text(encoding="utf-8", errors="replace")) for p in sorted(dataset.glob("*.txt"))]
+    # The training set's own folders (dataset/ and its <repeats>_<name>/ sub-folders): one definition, items.py.
+    captions = [split_tags(p.read_text(encoding="utf-8", errors="replace"))
+                for folder in folders(dataset)[0] for p in sorted(folder.path.glob("*.txt"))]
     firsts = count_tags([tags[:1] for tags in captions])
     activation = firsts[0][0] if firsts and firsts[0][1] * 2 > len(captions) else ""
     return activation, dict(count_tags(captions))

@@ -200,3 +200,18 @@ def test_half_precision_unet_with_a_float32_vae(lora_project):
     assert image.shape == (64, 64, 3) and image.std() > 1.0
     use_loras(loaded, {})
     assert not loaded.loras
+
+
+def test_prompt_from_captions_reads_the_repeats_folders(tmp_path):
+    # Captions only in dataset/<repeats>_<name>/ (kohya's layout): the suggestion still finds the activation tag.
+    dataset = tmp_path / "dataset"
+    for folder, tags in (("3_style", "houtline, ink, tree"), ("1_props", "houtline, ink, sword")):
+        (dataset / folder).mkdir(parents=True)
+        for i in range(2):
+            (dataset / folder / f"{i}.png").write_bytes(b"")
+            (dataset / folder / f"{i}.txt").write_text(tags)
+    (dataset / "notes").mkdir()  # not a <repeats>_<name> folder: its captions are not the training set's
+    (dataset / "notes" / "x.txt").write_text("unrelated, words")
+    prompt = suggested_prompt(None, dataset)
+    assert prompt.startswith("houtline, ink"), prompt
+    assert "unrelated" not in prompt
