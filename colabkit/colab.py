@@ -143,15 +143,20 @@ def remove_stale_temporaries(root: Path | None = None) -> list[Path]:
     return files.remove_stale_temporaries(folders, before=runtime_start_time())
 
 
-def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu: bool = False) -> doctor.Report:
+def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu: bool = False,
+          language: str | None = None) -> doctor.Report:
     """First cell of every notebook: install missing optional packages (Colab only), mount Drive, then check.
 
     Never reinstalls torch/transformers/diffusers: Colab's own builds match its CUDA, and a
     reinstall is what broke the peer notebooks. Outside Colab nothing is installed; missing
-    packages are reported with the command that adds them.
+    packages are reported with the command that adds them. ``language``: the notebook's language field ("English",
+    "Español"), for everything colabkit shows from then on.
     """
     from colabkit import display
+    from colabkit.i18n import set_language
 
+    if language:  # the notebook's `language` field: every message from here on
+        set_language(language)
     display.install_error_display()  # from here on a ColabkitError in a cell shows as its message alone
     if need_gpu and doctor.gpu_info() is None:
         # Said first, before minutes of installs: the fix is a runtime change, then a restart.
@@ -166,7 +171,7 @@ def setup(extras: list[str] | tuple[str, ...] = ("train", "notebook"), need_gpu:
     report = doctor.check(need_gpu=need_gpu)
     cmd = doctor.pip_install_command(list(extras))
     if cmd and not in_colab():
-        report.problems.append("Missing optional packages for this notebook. Fix: " + " ".join(cmd[2:]))
+        report.problems.append(_("Missing optional packages for this notebook. Fix: ") + " ".join(cmd[2:]))
     display.show_report(report)
     return report
 

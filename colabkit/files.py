@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 
 def fsync_dir(path: Path) -> None:
@@ -51,8 +52,9 @@ FULL = {errno.ENOSPC, errno.EDQUOT}
 
 def disk_full_error(path: Path, error: OSError) -> ColabkitError:
     return ColabkitError(
-        f"No space left while writing {path.name} in {path.parent} ({error.strerror}). The previous version of "
-        "the file is intact. Free some space on Google Drive (empty Drive's bin too), then run the cell again.")
+        _("No space left while writing {name} in {parent} ({strerror}). The previous version of the file is intact. "
+          "Free some space on Google Drive (empty Drive's bin too), then run the cell again.").format(
+            name=path.name, parent=path.parent, strerror=error.strerror))
 
 
 @contextlib.contextmanager

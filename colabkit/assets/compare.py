@@ -111,15 +111,16 @@ def compare_epochs(cfg, device: str | None = None) -> Path:
         else lora_files(project)
     loras = [p for p in loras if p is not None]
     if not loras:
-        raise ColabkitError(f"No LoRA files in {project.output} to compare: train first (notebook 2).")
+        raise ColabkitError(_("No LoRA files in {output} to compare: train first (notebook 2).").format(
+                                output=project.output))
     weights = parse_weights(cfg.lora_weights)
     prompts = [p.strip() for p in cfg.prompt.splitlines() if p.strip()] or \
         [suggested_prompt(loras[-1], project.dataset)]
-    display.show_text("Prompts: " + " | ".join(prompts))
+    display.show_text(_("Prompts: ") + " | ".join(prompts))
     loaded = load_pipeline(cfg.base_model, project.models, cfg.prediction_type, device)
     rows, labels = [], []
     bar = tqdm(total=len(loras) * len(prompts) * len(weights) + (len(prompts) if cfg.no_lora_column else 0),
-               desc="comparing", unit="picture")
+               desc=_("comparing"), unit=_("picture"))
 
     def draw(prompt, p):
         return render(loaded, prompt, cfg.negative_prompt, width=cfg.width, height=cfg.height, steps=cfg.steps,

@@ -306,18 +306,18 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
 
     path = Path(model_file).expanduser()
     if not path.is_file():
-        raise ColabkitError(f"model_file {path} does not exist. Put {_MODELS} there, or leave model_file empty "
-                            "to use the flood fill (no model needed).")
+        raise ColabkitError(_("model_file {path} does not exist. Put {models} there, or leave model_file empty to "
+                              "use the flood fill (no model needed).").format(path=path, models=_MODELS))
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ColabkitError("model_file needs onnxruntime: pip install onnxruntime (or leave model_file empty "
-                            "to use the flood fill).") from None
+        raise ColabkitError(_("model_file needs onnxruntime: pip install onnxruntime (or leave model_file empty to "
+                              "use the flood fill).")) from None
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a bad file
-        raise ColabkitError(f"{path.name} is not a usable ONNX model ({str(e).splitlines()[0][:200]}). "
-                            f"Use {_MODELS}.") from None
+        raise ColabkitError(_("{name} is not a usable ONNX model ({error}). Use {models}.").format(
+                                name=path.name, error=str(e).splitlines()[0][:200], models=_MODELS)) from None
     inp = session.get_inputs()[0]
     shape = inp.shape
     side = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else 1024
@@ -476,7 +476,7 @@ def _folders(cfg) -> tuple[Path, Path]:
     if not source.is_dir():
         hint = ("Generate pictures first (the generate step), or give input_folder." if not cfg.input_folder
                 else "Check the path (in Colab: /content/drive/MyDrive/...).")
-        raise ColabkitError(f"No folder of pictures at {source}. {hint}")
+        raise ColabkitError(_("No folder of pictures at {source}. {hint}").format(source=source, hint=hint))
     return source, dest
 
 
@@ -538,7 +538,7 @@ def cut_out_images(cfg) -> list[Path]:
         raise ColabkitError(_("No pictures (.png, .jpg, .webp...) directly in {folder}.").format(folder=source))
     done, rows, skipped, notes, used = [], [], [], [], set()
     cut: list[tuple[str, Path, CutSheet]] = []
-    for path in tqdm(pictures, desc="cutting out", unit="picture"):
+    for path in tqdm(pictures, desc=_("cutting out"), unit=_("picture")):
         try:
             rgba, transparent = _read(path)
         except (UnidentifiedImageError, OSError, ValueError) as e:

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 # A1111's modules/infotext_utils.py: one "Key: value" pair, the value JSON-quoted or up to the next comma.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -78,8 +79,8 @@ def lora_metadata(path: Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ColabkitError(f"{path} is not a readable .safetensors LoRA ({str(e)[:160]}). "
-                            "Pick another file in output/, or train again.") from None
+        raise ColabkitError(_("{path} is not a readable .safetensors LoRA ({text}). Pick another file in output/, "
+                              "or train again.").format(path=path, text=str(e)[:160])) from None
 
 
 def lora_hash(path: Path, metadata: dict[str, str]) -> str:
@@ -145,16 +146,17 @@ def find_lora(project, name: str) -> Path | None:
             if candidate.is_file():
                 return candidate
         found = ", ".join(p.name for p in lora_files(project)) or "none yet"
-        raise ColabkitError(f"No LoRA file {name!r} in {project.output} (files there: {found}). Use one of those "
-                            "names, a full path, or leave it empty for the final file.")
+        raise ColabkitError(_("No LoRA file {name!r} in {output} (files there: {found}). Use one of those names, a "
+                              "full path, or leave it empty for the final file.").format(
+                                name=name, output=project.output, found=found))
     files = lora_files(project)
     final = project.output / f"{project.slug}.safetensors"
     if final.is_file():
         return final
     if files:
         return files[-1]
-    raise ColabkitError(f"No LoRA files in {project.output} yet: train first (notebook 2), or set lora_file to "
-                        "'none' to generate with the base model alone.")
+    raise ColabkitError(_("No LoRA files in {output} yet: train first (notebook 2), or set lora_file to 'none' to "
+                          "generate with the base model alone.").format(output=project.output))
 
 
 def lora_files(project) -> list[Path]:
@@ -202,7 +204,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     lora = find_lora(project, cfg.lora_file)
     prompt = cfg.prompt.strip() or suggested_prompt(lora, project.dataset)
     if not cfg.prompt.strip():
-        display.show_text(f"Prompt (from your LoRA's tags): {prompt}")
+        display.show_text(_("Prompt (from your LoRA's tags): {prompt}").format(prompt=prompt))
     loaded = load_pipeline(cfg.base_model, project.models, cfg.prediction_type, device)
     use_loras(loaded, {lora: cfg.lora_scale} if lora else {})
     seed = cfg.seed if cfg.seed >= 0 else random.randrange(2**32 - cfg.num_images)
@@ -219,7 +221,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
         shown_prompt = f"{prompt} <lora:{lora.stem}:{cfg.lora_scale:g}>"
     paths, images = [], []
     with seamless(loaded.pipe, cfg.seamless):
-        for i in tqdm(range(cfg.num_images), desc="generating", unit="picture"):
+        for i in tqdm(range(cfg.num_images), desc=_("generating"), unit=_("picture")):
             image = render(loaded, prompt, cfg.negative_prompt, width=w, height=h, steps=cfg.steps,
                            guidance_scale=cfg.guidance_scale, seed=seed + i, sampler=cfg.sampler)
             params = generation_params(cfg, seed + i, loaded.checkpoint or loaded.model_name, loaded.model_hash,
@@ -232,5 +234,6 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     cols = min(len(images), 4)
     grid = files.write_bytes(folder / "grids" / f"{number:05d}-{number + len(images) - 1:05d}.png",
                              png_bytes(make_grid([im.copy() for im in images], cols=cols)))
-    display.show_image(grid, f"{len(paths)} pictures in {folder} (seeds {seed}-{seed + len(paths) - 1})", width=900)
+    display.show_image(grid, _("{n_paths} pictures in {folder} (seeds {seed}-{value})").format(
+                                 n_paths=len(paths), folder=folder, seed=seed, value=seed + len(paths) - 1), width=900)
     return paths

@@ -30,7 +30,7 @@ from colabkit import files
 from colabkit.dataset import images as imgs
 from colabkit.dataset.captions import caption_path, split_tags
 from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE, ImageInfo, Problem, ScanResult
-from colabkit.i18n import _
+from colabkit.i18n import _, language
 from colabkit.project import Project
 
 CHECK_SETTINGS = "dataset_check.json"  # in training/: the limits chosen in the check step
@@ -76,7 +76,8 @@ _INSPECTED: dict[tuple, ImageInfo | Problem] = {}
 
 def inspect_cached(path: Path, *, min_side: int, max_aspect: float) -> ImageInfo | Problem:
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, min_side, max_aspect)
+    # the language too: a problem's reason and fix are worded in the language in effect when it was found
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, min_side, max_aspect, language())
     if key not in _INSPECTED:
         if len(_INSPECTED) > 20_000:
             _INSPECTED.clear()
@@ -162,7 +163,7 @@ def scan(project: Project, min_side: int | None = None, max_aspect: float | None
     if progress:
         from tqdm.auto import tqdm
 
-        paths_iter = tqdm(paths, desc="Checking", unit="file", leave=False)
+        paths_iter = tqdm(paths, desc=_("Checking"), unit=_("file"), leave=False)
     else:
         paths_iter = paths
     candidates = []

@@ -16,6 +16,7 @@ from colabkit.dataset.captions import split_tags
 from colabkit.dataset.items import reg_set, training_set
 from colabkit.errors import ColabkitError
 from colabkit.train.buckets import Fit, fit_to_bucket, make_buckets, nearest_bucket
+from colabkit.i18n import _
 
 
 
@@ -115,7 +116,8 @@ def scan(dataset: Path, resolution: int) -> Scan:
     """The training set of ``dataset/`` as the dataset step defines it (``colabkit.dataset.items``: what the
     check accepts, with a caption; each image read once), with each image's bucket at ``resolution``."""
     if not dataset.is_dir():
-        raise ColabkitError(f"No dataset folder at {dataset}. Create the project with the dataset notebook first.")
+        raise ColabkitError(_("No dataset folder at {dataset}. Create the project with the dataset notebook first.").format(
+                                dataset=dataset))
     buckets = make_buckets(resolution)
     found = training_set(dataset, resolution=resolution)
     items = []

@@ -85,20 +85,23 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     if plan.config.start_over:
         moved = store.archive(outputs=[*run_loras(project), lora_name(project).with_suffix(".json")])
         if moved:
-            rep.stage(f"start_over: the previous run's state and LoRA files were moved to {moved.name} (nothing deleted).")
+            rep.stage(_("start_over: the previous run's state and LoRA files were moved to {name} (nothing deleted).").format(
+                          name=moved.name))
     for note in plan.notes:
         if note.level == "warn":
-            rep.warn(f"{note.name}: {note.message}")
+            rep.warn(f"{_(note.name)}: {note.message}")
     state = plan.state
     if plan.resume == "finished":  # said before any model is downloaded or loaded
-        return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
-                           "Raise epochs to train further, or set start_over to train again from scratch.",
+        return TrainResult("already finished", _(
+            "This run is already finished ({step}/{total} steps). Raise epochs to train further, or set start_over "
+            "to train again from scratch.").format(step=state.step, total=total),
                            state.step, total, run_loras(project), lora_name(project)
                            if lora_name(project).exists() else None, state_folder=state.folder)
     resolved = fetch_model(plan)  # downloads only what the plan found still to download
     fingerprints = plan.fingerprints
     if state is not None:
-        rep.stage(f"Resuming from {state.summary} (saved state {state.folder.name}).")
+        rep.stage(_("Resuming from {summary} (saved state {name}).").format(
+                      summary=state.summary, name=state.folder.name))
     start_step = state.step if state else 0
 
     # -- 2. the models --------------------------------------------------------------------------------
@@ -108,8 +111,9 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     if plan.device.cpu_threads:
         torch.set_num_threads(plan.device.cpu_threads)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    rep.stage(f"Loading {resolved.name} on {dev}" + ("" if accelerator.mixed_precision == "no"
-                                                    else f" ({accelerator.mixed_precision} mixed precision)") + ".")
+    rep.stage(_("Loading {name} on {dev}").format(name=resolved.name, dev=dev) + ("" if accelerator.mixed_precision == "no"
+                                                    else _(" ({mixed_precision} mixed precision)").format(
+                                                             mixed_precision=accelerator.mixed_precision)) + ".")
     parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix,
                              prediction_type=prediction, zero_terminal_snr=plan.zero_terminal_snr)
 
@@ -120,9 +124,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     todo = latent_cache.missing(items, run.flip_aug)
     if todo and accelerator.is_main_process:
         vae = models.load_vae_for_caching(parts, fp16_fix=run.vae_fp16_fix).to(dev)
-        rep.stage(f"Caching {len(todo)} latents (once; kept in {cache_dir.name}/ for the next days).")
+        rep.stage(_("Caching {n_todo} latents (once; kept in {name}/ for the next days).").format(
+                      n_todo=len(todo), name=cache_dir.name))
         latent_cache.build(items, run.flip_aug, vae, dev, vae.dtype,
-                           progress=lambda it: rep.progress(it, "caching latents", len(todo)))
+                           progress=lambda it: rep.progress(it, _("caching latents"), len(todo)))
         vae.to("cpu")
         del vae
     accelerator.wait_for_everyone()
@@ -302,8 +307,9 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         if watch is not None and (fewer := watch.after_step()):  # the machine got busy: give a core back
             threads = fewer
             torch.set_num_threads(threads)
-            rep.warn(f"Other processes keep this machine's CPU busy: training goes on with {threads} thread"
-                     f"{'s' if threads > 1 else ''} (faster than fighting them for the cores).")
+            rep.warn(_("Other processes keep this machine's CPU busy: training goes on with {threads} thread{value} "
+                       "(faster than fighting them for the cores).").format(
+                         threads=threads, value='s' if threads > 1 else ''))
 
         epoch_done = step % per_epoch == 0 or step == total
         if epoch_done and accelerator.is_main_process:
@@ -353,10 +359,11 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                            skipped_total)
     if stopped:
         used = hms(budget.now() - budget.start)
-        msg = (f"Stopped at step {step}/{total} after {used} of the {run.budget_hours:g} h budget, "
-               f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
+        msg = _("Stopped at step {step}/{total} after {used} of the {budget:g} h budget, state saved to Drive "
+                "({folder}). Run the notebook again tomorrow to continue.").format(
+            step=step, total=total, used=used, budget=run.budget_hours, folder=project.state)
         if not plan.can_plot:
-            msg += " The loss plot was skipped: matplotlib is not installed."
+            msg += " " + _("The loss plot was skipped: matplotlib is not installed.")
         return TrainResult("stopped", msg, step, total, run_loras(project), None, grids, loss_plot,
                            store.latest_folder(), skipped_total)
     final = lora_name(project)
@@ -365,10 +372,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                 plan.steps.epochs, step)
         files.write_text(final.with_suffix(".json"), run.replace(activation_tag=activation).to_json() + "\n")
     folder = save_state(step, finished=True)
-    msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
-           f"(activation tag: {activation or '(none)'}).")
+    msg = _("Finished: {step}/{total} steps in {time}. Your LoRA is {file} (activation tag: {tag}).").format(
+        step=step, total=total, time=trained_for, file=final, tag=activation or _("(none)"))
     if not plan.can_plot:
-        msg += " The loss plot was skipped: matplotlib is not installed."
+        msg += " " + _("The loss plot was skipped: matplotlib is not installed.")
     return TrainResult("finished", msg, step, total, run_loras(project), final, grids, loss_plot, folder,
                        skipped_total)
 
@@ -485,7 +492,7 @@ def _load_trainable(trained: dict, tensors: dict) -> None:
 
     mine = _trainable(trained)
     if set(mine) != set(tensors):
-        raise ColabkitError("The saved state does not match this LoRA's layers; tick start_over to begin anew.")
+        raise ColabkitError(_("The saved state does not match this LoRA's layers; tick start_over to begin anew."))
     with torch.no_grad():
         for name, p in mine.items():
             p.copy_(tensors[name])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from colabkit import files
+from colabkit.i18n import _
 
 KEEP = 2  # the newest state and one fallback
 
@@ -155,7 +156,8 @@ class StateStore:
             try:
                 return self._load(folder), warnings
             except Exception as e:  # any damage at all: fall back to the previous state
-                warnings.append(f"The saved state {folder.name} is damaged ({e}); using the one before it.")
+                warnings.append(_("The saved state {name} is damaged ({error}); using the one before it.").format(
+                                    name=folder.name, error=e))
         return None, warnings
 
     def _load(self, folder: Path) -> TrainState:

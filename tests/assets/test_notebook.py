@@ -16,7 +16,7 @@ def test_form_fields_are_config_fields_and_cli_options():
     from colabkit.assets.config import CompareConfig, CutoutConfig, GenerateConfig
     from colabkit.cli import build_parser
 
-    params = set(form_params(read_source(NB))) - {"colabkit_source", "release_runtime"}  # set-up and closing cells
+    params = set(form_params(read_source(NB))) - {"colabkit_source", "language", "release_runtime"}  # set-up, closing
     commands = build_parser()._subparsers._group_actions[0].choices
     for name, cls in (("compare", CompareConfig), ("generate", GenerateConfig), ("cutout", CutoutConfig)):
         fields = {f.name for f in dataclasses.fields(cls)}

@@ -123,13 +123,15 @@ def test_a_failed_install_says_in_one_line_what_to_put_in_colabkit_source(fresh_
     cells = [_first_cell("2_train.py", ""), _first_cell("2_train.py", str(tmp_path / "no-such-colabkit.whl"))]
     from nbclient.exceptions import CellExecutionError
 
-    for cell, why in zip(cells, ["(colabkit_source is empty)", "no-such-colabkit.whl"]):
+    for cell, why in zip(cells, ["(colabkit_source is empty and MyDrive/Loras/_colabkit/ has no colabkit-*.whl)",
+                                 "no-such-colabkit.whl"]):
         with pytest.raises(CellExecutionError) as err:  # stops "Run all" here
             execute_cells([cell], python=python, where=tmp_path, env=env, cwd=tmp_path)
         line = err.value.evalue  # shown as "SystemExit: <line>"
         assert err.value.ename == "SystemExit" and "\n" not in line and "\x1b" not in line
         assert line.startswith("colabkit is not installed (") and why in line
-        for hint in ("git+https://", "colabkit==0.1.0", "/content/drive/MyDrive/", "pip wheel --no-deps ."):
+        for hint in ("Unzip the colabkit download into MyDrive/Loras/_colabkit/", "git+https://", "colabkit==0.1.0",
+                     "/content/drive/MyDrive/", "pip wheel --no-deps ."):
             assert hint in line
         assert "pip._internal" not in str(err.value) and "Traceback (most recent call last)" not in str(err.value)
 

@@ -65,7 +65,7 @@ def test_training_form_fields_are_config_fields_and_cli_options():
     from colabkit.cli import build_parser
     from colabkit.train.config import TrainConfig
 
-    params = set(form_params(read_source(NOTEBOOKS / "2_train.py"))) - {"colabkit_source"}
+    params = set(form_params(read_source(NOTEBOOKS / "2_train.py"))) - {"colabkit_source", "language"}
     assert TRAIN_FIELDS <= params
     assert params <= {f.name for f in dataclasses.fields(TrainConfig)}
     train_cmd = build_parser()._subparsers._group_actions[0].choices["train"]

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from colabkit.train.config import PredictionType
+from colabkit.i18n import _
 
 EPSILON = "epsilon"
 V_PREDICTION = "v_prediction"
@@ -167,4 +168,5 @@ def normalize_prediction_type(value: str | None) -> str | None:
         return EPSILON
     from colabkit.errors import ColabkitError
 
-    raise ColabkitError(f"prediction_type {value!r} is not known: use 'auto', 'epsilon' or 'v_prediction'.")
+    raise ColabkitError(_("prediction_type {value!r} is not known: use 'auto', 'epsilon' or 'v_prediction'.").format(
+                            value=value))
