@@ -288,13 +288,14 @@ def _resolve_model(plan: RunPlan) -> None:
     switch = run.zero_terminal_snr
     plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr, edm=facts.edm)
     if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
-        why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
-            switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
-            "as the reference trainers do" if plan.zero_terminal_snr else "an EDM (CosXL-style) model" if facts.edm
-            else "")
+        why = {"on": _("zero_terminal_snr on"), "off": _("zero_terminal_snr off")}.get(
+            switch, _("the model's ztsnr marker") if facts.zero_terminal_snr else _(
+                "on by default with v-prediction, as the reference trainers do") if plan.zero_terminal_snr
+            else _("an EDM (CosXL-style) model") if facts.edm else "")
         warning = ztsnr_warning(plan.prediction_type, plan.zero_terminal_snr)
-        plan.note("prediction", "warn" if warning else "ok", warning or f"{plan.prediction_type}, zero-terminal SNR "
-                  f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")
+        state = _("zero-terminal SNR on") if plan.zero_terminal_snr else _("zero-terminal SNR off")
+        plan.note("prediction", "warn" if warning else "ok", warning or (
+            f"{plan.prediction_type}, {state} ({why})" if why else f"{plan.prediction_type}, {state}"))
     native = int(facts.unet_config.get("sample_size", 128)) * 8
     if run.resolution < 0.75 * native:
         plan.note("resolution", "warn", _("{resolution} px is low for SDXL models like this one (trained at "

@@ -49,7 +49,8 @@ class TrainState:
 
     @property
     def summary(self) -> str:
-        return f"step {self.step}/{self.total_steps}" + (" (finished)" if self.finished else "")
+        return (_("step {step}/{total} (finished)") if self.finished else _("step {step}/{total}")).format(
+            step=self.step, total=self.total_steps)
 
 
 def capture_rng() -> dict[str, Any]:
