@@ -248,18 +248,11 @@ def extract_catalog(sources: list[Path]):
 
 def update_catalogs(sources: list[Path]) -> list[Path]:
     """Write notebooks/locale/notebooks.pot and bring each language's .po up to it (new messages empty)."""
-    from colabkit.catalogs import po_path, po_text, updated
+    from colabkit.catalogs import po_text, update
 
-    template = extract_catalog(sources)
     LOCALE.mkdir(parents=True, exist_ok=True)
-    POT.write_text(po_text(template), encoding="utf-8")
-    written = [POT]
-    for lang in TRANSLATED:
-        path = po_path(lang, LOCALE, DOMAIN)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(po_text(updated(template, path, lang)), encoding="utf-8")
-        written.append(path)
-    return written
+    POT.write_text(po_text(extract_catalog(sources)), encoding="utf-8")
+    return [POT, *update(POT, LOCALE, DOMAIN)]  # the package catalog's own update, on this domain
 
 
 def problems(sources: list[Path]) -> list[str]:

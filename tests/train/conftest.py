@@ -1,21 +1,17 @@
 import shutil
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from colabkit.dataset.items import save_limits
 from colabkit.project import Project
 from colabkit.train.config import TrainConfig
+from helpers.tiny_dataset import drawing
 
 
 def draw(i: int, size: tuple[int, int]) -> Image.Image:
-    """A small 'drawing': dark outlines on white, different per i."""
-    im = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(im)
-    w, h = size
-    d.ellipse((w * 0.2, h * 0.2, w * 0.8, h * 0.8), outline=(20, 20, 20), width=3)
-    d.line((0, h * (i % 5) / 5, w, h - h * (i % 3) / 3), fill=(200, 40 * i % 255, 40), width=2)
-    return im
+    """A small 'drawing': dark outlines on white, different per i (the one drawing of tests/helpers/tiny_dataset)."""
+    return drawing(i, size)
 
 
 def fill_project() -> Project:
