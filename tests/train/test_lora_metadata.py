@@ -64,8 +64,10 @@ def test_metadata_values():
         "ss_max_token_length": "None",
         "modelspec.trigger_phrase": "houtline",
         "modelspec.date": "2026-01-01T00:00:00",
+        "ss_training_finished_at": "1767225600.0",  # str(time.time()) in sd-scripts: the same instant as the date
     }
     assert {k: m[k] for k in expected} == expected
+    assert set(m) == set(expected) | {"ss_tag_frequency", "ss_training_comment"}  # none dropped, none unexpected
     assert json.loads(m["ss_tag_frequency"]) == {"10_houtline": {"houtline": 4, "outline": 3, "ciel étoilé": 1}}
     assert "houtline" in m["ss_training_comment"]
     assert "ss_network_args" not in m  # sd-scripts writes it only when there are network args
