@@ -129,6 +129,7 @@ def test_v_prediction_trains_saves_and_resumes_bit_exactly(tiny_project, make_co
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
+@pytest.mark.slow  # trains a step
 def test_cpu_threads_follow_the_load_at_the_start_and_a_resume_keeps_them(tiny_project, make_config,
                                                                           monkeypatch):
     import os
