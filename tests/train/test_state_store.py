@@ -8,8 +8,13 @@ refused by the checksums, and a state file that holds anything but tensors must 
 
 from __future__ import annotations
 
+import errno
 import json
 import random
+import re
+import time
+
+import shutil
 
 import numpy as np
 import pytest
@@ -93,10 +98,14 @@ def test_every_part_of_the_state_comes_back_exactly(tmp_path, trainer):
     assert saved.optimizer["state"] and saved.lr_scheduler["last_epoch"] == 3 and saved.scaler["_growth_tracker"] == 1
     assert saved.scaler["scale"] == 2.0 ** 11  # grew once after 2 good steps
 
-    StateStore(tmp_path / "state").save(saved)
+    before = time.time()
+    folder = StateStore(tmp_path / "state").save(saved)
+    after = time.time()
+    assert folder == saved.folder == tmp_path / "state" / "step-000006"
     torch.manual_seed(999), random.seed(999), np.random.seed(999)  # a new session's RNG
     loaded, warnings = StateStore(tmp_path / "state").load_latest()
     assert not warnings and loaded.folder == tmp_path / "state" / "step-000006"
+    assert before <= loaded.saved_at <= after  # when it was written, not the 0.0 it was handed
 
     assert loaded.step == 6 and loaded.total_steps == 10 and loaded.finished is False
     assert loaded.losses == LOSSES and [type(x) for x in loaded.losses] == [float] * len(LOSSES)
@@ -209,8 +218,12 @@ class Evil:
         return _payload, ("unpickled",)
 
 
+@pytest.mark.parametrize("torch_default", ["safe", "unsafe"])
 @pytest.mark.parametrize("name", ["optimizer.pt", "extra.pt"])
-def test_a_state_file_holding_a_python_object_is_refused_not_unpickled(tmp_path, trainer, name):
+def test_a_state_file_holding_a_python_object_is_refused_not_unpickled(tmp_path, trainer, name, torch_default,
+                                                                       monkeypatch):
+    if torch_default == "unsafe":  # torch < 2.6 (setup.cfg allows 2.4) unpickled by default: weights_only must be said
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     store = StateStore(tmp_path / "state")
     store.save(trainer.state(2, capture_rng()))
     trainer.step(99)
@@ -230,3 +243,113 @@ def test_a_state_file_holding_a_python_object_is_refused_not_unpickled(tmp_path,
     loaded, warnings = store.load_latest()
     assert RAN == []  # never unpickled
     assert loaded.step == 2 and "step-000004" in warnings[0] and "Unpickl" in warnings[0]
+
+
+# -- the store's bookkeeping: which folders count, what a failed or repeated save leaves -------------------------
+
+def test_only_complete_folders_count(tmp_path, trainer):
+    store = StateStore(tmp_path / "a" / "b" / "state")  # folders made as needed
+    assert not store.exists() and store.latest_folder() is None
+    store.save(trainer.state(2, capture_rng()))
+    store.save(trainer.state(4, capture_rng()))
+    assert store.exists() and store.latest_folder() == tmp_path / "a" / "b" / "state" / "step-000004"
+    (store.folder / "step-000009.tmp-1-2").mkdir()  # a save cut off by a kill, not yet cleaned up
+    (store.folder / "step-000010").write_text("a file, not a state folder")
+    assert store.latest_folder() == store.folder / "step-000004"
+    only_tmp = StateStore(tmp_path / "other")
+    (only_tmp.folder / "step-000003.tmp-1-2").mkdir(parents=True)
+    assert not only_tmp.exists() and only_tmp.latest_folder() is None
+
+
+def test_the_same_step_saved_again_replaces_it(tmp_path, trainer):
+    store = StateStore(tmp_path / "state")
+    store.save(trainer.state(4, capture_rng(), losses=[1.0]))
+    store.save(trainer.state(4, capture_rng(), losses=[2.0]))  # a budget stop right after a periodic save
+    assert [p.name for p in store.folder.iterdir()] == ["step-000004"]
+    assert store.load_latest()[0].losses == [2.0]
+
+
+def test_a_folder_drive_will_not_delete_never_hides_the_real_error(tmp_path, trainer, monkeypatch):
+    """Drive can refuse to delete (a file open elsewhere, a sync conflict): clean-ups are best effort, the save or the
+    load goes on, and a failed save still says what failed."""
+    from colabkit.errors import ColabkitError
+    from colabkit.train import state as state_mod
+
+    store = StateStore(tmp_path / "state")
+    tried, real_rmtree = [], shutil.rmtree
+
+    def stubborn_rmtree(path, ignore_errors=False):
+        tried.append(path)
+        if not ignore_errors:
+            raise OSError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(state_mod.shutil, "rmtree", stubborn_rmtree)
+    for step in (2, 4, 6):  # the third save removes step-000002, which refuses
+        store.save(trainer.state(step, capture_rng()))
+    assert tried == [store.folder / "step-000002"]
+    (store.folder / "step-000007.tmp-1-2").mkdir()
+    assert store.load_latest()[0].step == 6  # the stale folder that will not go is skipped
+
+    real_save = torch.save
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ColabkitError, match="No space left while writing step-000008"):
+        store.save(trainer.state(8, capture_rng()))
+    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(state_mod.shutil, "rmtree", real_rmtree)
+    with pytest.raises(ColabkitError, match="No space left while writing step-000010"):
+        monkeypatch.setattr(torch, "save", full)
+        store.save(trainer.state(10, capture_rng()))
+    # with a working rmtree, the half-written folder is gone at once (not left for the next load to clean)
+    assert not [p.name for p in store.folder.iterdir() if p.name.startswith("step-000010")]
+
+
+def test_archive_moves_a_state_aside_under_a_dated_name(tmp_path, trainer):
+    store = StateStore(tmp_path / "state")
+    assert store.archive() is None  # no folder at all
+    store.folder.mkdir()
+    assert store.archive() is None and store.folder.is_dir()  # an empty one stays
+    store.save(trainer.state(2, capture_rng()))
+    moved = store.archive()
+    assert re.fullmatch(r"state-old-\d{8}-\d{6}", moved.name) and moved.parent == tmp_path
+    assert (moved / "step-000002" / "MANIFEST.json").exists() and not store.folder.exists()
+
+
+class FakeCuda:
+    """torch.cuda on a machine with ``n`` GPUs, as far as the RNG is concerned."""
+
+    def __init__(self, n):
+        self.n, self.states, self.set = n, [torch.full((16,), i, dtype=torch.uint8) for i in range(n)], None
+
+    def is_available(self):
+        return self.n > 0
+
+    def device_count(self):
+        return self.n
+
+    def get_rng_state_all(self):
+        return list(self.states)
+
+    def set_rng_state_all(self, states):
+        self.set = [s.clone() for s in states]
+
+
+def test_the_gpus_rng_is_saved_and_restored_when_the_gpus_match(monkeypatch):
+    fake = FakeCuda(2)
+    monkeypatch.setattr(torch, "cuda", fake)
+    rng = capture_rng()
+    assert torch.equal(rng["cuda"], torch.stack(fake.states))
+    restore_rng(rng)
+    assert fake.set is not None and [s.tolist() for s in fake.set] == [s.tolist() for s in fake.states]
+    other = FakeCuda(1)  # resumed on a machine with another number of GPUs: their RNG is left alone
+    monkeypatch.setattr(torch, "cuda", other)
+    restore_rng(rng)
+    assert other.set is None
+    cpu_rng = {k: v for k, v in rng.items() if k != "cuda"}  # saved on the CPU, resumed on a GPU
+    restore_rng(cpu_rng)
+    assert other.set is None
+    monkeypatch.setattr(torch, "cuda", FakeCuda(0))
+    assert "cuda" not in capture_rng()
