@@ -43,6 +43,41 @@ def test_the_umask_is_read_without_changing_it():
         os.umask(old)
 
 
+def test_the_umask_without_proc(monkeypatch):
+    """Where /proc is missing (macOS, some sandboxes) the umask is read by setting it and setting it straight back."""
+    import pathlib
+
+    real = pathlib.Path.read_text
+
+    def no_proc(self, *a, **k):
+        if str(self).startswith("/proc"):
+            raise FileNotFoundError(str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", no_proc)
+    old = os.umask(0o077)
+    try:
+        assert files.current_umask() == 0o077
+        assert os.umask(0o077) == 0o077  # and it is still what it was
+    finally:
+        os.umask(old)
+
+
+def test_safetensors_are_written_whole_with_their_metadata(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    target = tmp_path / "lora.safetensors"
+    tensors = {"a": torch.arange(6, dtype=torch.float16).reshape(2, 3), "b": torch.ones(1)}
+    assert files.save_safetensors(target, tensors, {"ss_x": "1"}) == target
+    loaded = load_file(target)
+    assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    with safe_open(target, "pt") as f:
+        assert f.metadata() == {"ss_x": "1"}
+    assert leftovers(tmp_path) == []
+
+
 def test_a_write_that_fails_keeps_the_old_file_and_removes_its_temporary(tmp_path, monkeypatch):
     target = tmp_path / "keep.txt"
     files.write_text(target, "old")

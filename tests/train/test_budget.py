@@ -29,6 +29,8 @@ def test_step_time_is_a_smoothed_average_and_saves_and_previews_keep_their_slowe
     assert b.step_s == pytest.approx(0.8 * 12 + 0.2 * 2)  # 10
     b.record_save(5.0), b.record_save(3.0)
     assert b.save_s == 5.0
+    b.record_preview(0.5)
+    assert b.preview_s == 0.5  # the first one as measured, even under a second
     b.record_preview(7.0), b.record_preview(4.0)
     assert b.preview_s == 7.0
 
@@ -72,7 +74,7 @@ def test_the_real_clock_unless_a_test_asks_for_ticks(monkeypatch):
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 min 00 s"), (59.9, "0 min 59 s"), (61, "1 min 01 s"),
-                                           (3599, "59 min 59 s"), (3600, "1 h 00 min"), (3661, "1 h 01 min"),
+                                           (3599, "59 min 59 s"), (3000, "50 min 00 s"), (3600, "1 h 00 min"), (3661, "1 h 01 min"),
                                            (2 * 3600 + 41 * 60 + 59, "2 h 41 min"), (-5, "0 min 00 s")])
 def test_hms(seconds, text):
     assert hms(seconds) == text
