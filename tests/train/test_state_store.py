@@ -139,10 +139,11 @@ def test_a_run_restored_from_the_state_continues_as_if_never_stopped(tmp_path, m
     assert trainer.scaler.get_scale() == resumed.scaler.get_scale()
 
 
-def test_a_state_without_a_scaler_stays_without_one(tmp_path, trainer):
-    StateStore(tmp_path / "state").save(trainer.state(2, capture_rng(), scaler=None))
+def test_a_finished_state_without_a_scaler_comes_back_as_such(tmp_path, trainer):
+    StateStore(tmp_path / "state").save(trainer.state(10, capture_rng(), scaler=None, finished=True, cpu_threads=None))
     loaded, _ = StateStore(tmp_path / "state").load_latest()
-    assert loaded.scaler is None and loaded.optimizer["state"]
+    assert loaded.scaler is None and loaded.optimizer["state"]  # a GPU run without fp16 / a CPU run
+    assert loaded.finished is True and loaded.cpu_threads is None and loaded.summary == "step 10/10 (finished)"
 
 
 # -- damage that still parses: only the checksums can tell ------------------------------------------------------
