@@ -43,6 +43,19 @@ def test_the_umask_is_read_without_changing_it():
         os.umask(old)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only")
+def test_on_linux_the_umask_is_read_from_proc_without_setting_it(monkeypatch):
+    """Setting the umask to read it is a race: a file another thread creates meanwhile gets the wrong mode."""
+    real = os.umask(0o022)
+    os.umask(real)
+
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(files.os, "umask", no_umask)
+    assert files.current_umask() == real
+
+
 def test_the_umask_without_proc(monkeypatch):
     """Where /proc is missing (macOS, some sandboxes) the umask is read by setting it and setting it straight back."""
     import pathlib
