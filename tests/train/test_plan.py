@@ -111,6 +111,7 @@ def test_small_sdxl_folder_by_path_trains_on_the_cpu(tiny_project, make_config, 
 
 @pytest.mark.slow
 def test_v_prediction_trains_saves_and_resumes_bit_exactly(tiny_project, make_config):
+    # Metadata and resume only: that the loop trains towards the v target is observed in test_prediction_target.py.
     cfg = make_config(prediction_type="v_prediction", epochs=3)
     plan = make_plan(cfg, device="cpu")
     assert plan.prediction_type == "v_prediction" and plan.zero_terminal_snr  # on by default with v-pred
