@@ -14,6 +14,7 @@ import typing
 from typing import Any, Literal
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
@@ -30,8 +31,6 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -
 
 def describe(cls, name: str) -> str:
     """The description of field ``name`` of config class ``cls``, in the language in effect ("" when none)."""
-    from colabkit.i18n import _
-
     text = next((f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name), "")
     return _(text) if text else ""
 
@@ -68,9 +67,11 @@ def choice_problems(config) -> list[str]:
         allowed, open_ = found
         if open_:
             if not isinstance(value, str) or not value.strip():
-                lines.append(f"{f.name} is empty: pick one of {', '.join(map(str, allowed))}.")
+                lines.append(_("{name} is empty: pick one of {choices}.").format(
+                    name=f.name, choices=", ".join(map(str, allowed))))
         elif value not in allowed:
-            lines.append(f"{f.name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+            lines.append(_("{name} must be one of {choices}; got {value!r}.").format(
+                name=f.name, choices=", ".join(map(repr, allowed)), value=value))
     return lines
 
 
@@ -82,7 +83,7 @@ class StepConfig:
     def __post_init__(self) -> None:
         problems = self._project_problems() + choice_problems(self) + list(self._problems())
         if problems:
-            raise ColabkitError("Please fix these settings:\n- " + "\n- ".join(problems))
+            raise ColabkitError(_("Please fix these settings:") + "\n- " + "\n- ".join(problems))
 
     def _problems(self):
         return ()
@@ -105,7 +106,8 @@ class StepConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ColabkitError(f"Unknown setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
+            raise ColabkitError(_("Unknown setting(s): {unknown}. Known: {known}.").format(
+                unknown=", ".join(unknown), known=", ".join(sorted(names))))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

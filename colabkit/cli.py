@@ -1,63 +1,19 @@
 """`python -m colabkit <step>`: one sub-command per step of the flow.
 
-Options carry the notebooks' form-field names with dashes (`num_repeats` -> `--num-repeats`);
-the training options are generated from TrainConfig, so the two can never drift apart.
+Options carry the notebooks' form-field names with dashes (`num_repeats` -> `--num-repeats`), generated from
+each step's config by ``colabkit.cli_options`` (with each setting's one description), so they never drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import typing
 
+from colabkit.cli_options import add_config_options, config_from_args, localize_parser, parse_bool
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
-
-def parse_bool(text: str) -> bool:
-    if text.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if text.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-# Where a field's choices are not in its type: said in --help (the built-in tiny model above all: no GPU needed).
-FIELD_HELP = {"base_model": "a preset (SDXL base 1.0, Pony Diffusion V6 XL, ...), an https:// link, a path, or "
-                            "tiny-sdxl (built in: no download, runs on a CPU, random weights); "}
-
-
-def add_config_options(parser: argparse.ArgumentParser, cls) -> None:
-    """One option per field of the config dataclass ``cls`` (TrainConfig, TagConfig, ...): its type, its
-    default, and for a ``Literal`` field its choices (listed as suggestions when other text is allowed)."""
-    from colabkit.choices import choices_of
-
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        opt = "--" + f.name.replace("_", "-")
-        found = choices_of(kind)
-        if f.default is dataclasses.MISSING:
-            parser.add_argument(opt, dest=f.name, required=True, type=str)
-        elif kind is bool:
-            parser.add_argument(opt, dest=f.name, type=parse_bool, nargs="?", const=True, default=f.default,
-                                metavar="BOOL", help=f"default {f.default}")
-        elif found is not None:
-            values, open_ = found
-            if open_:
-                parser.add_argument(opt, dest=f.name, type=str, default=f.default,
-                                    help=f"one of {', '.join(map(str, values))}, or another name or folder "
-                                         f"(default {f.default!r})")
-            else:
-                parser.add_argument(opt, dest=f.name, type=type(values[0]), choices=values, default=f.default,
-                                    help=f"default {f.default!r}")
-        else:
-            parser.add_argument(opt, dest=f.name, type=kind, default=f.default,
-                                help=FIELD_HELP.get(f.name, "") + f"default {f.default!r}")
-
-
-def config_from_args(cls, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+__all__ = ["add_config_options", "build_parser", "config_from_args", "main", "parse_bool"]
 
 
 def cmd_init(args) -> int:
@@ -124,59 +80,85 @@ def register_assets_cli(sub) -> None:
     from colabkit.assets.config import CompareConfig, CutoutConfig, GenerateConfig
 
     for name, cls, func, text in (
-            ("compare", CompareConfig, cmd_compare, "the epoch grid: each LoRA file of output/ at a few weights"),
-            ("generate", GenerateConfig, cmd_generate, "pictures with the LoRA into output/generated/ (A1111 PNG info)"),
-            ("cutout", CutoutConfig, cmd_cutout, "cut pictures on a plain background out into sprites and an atlas")):
-        s = sub.add_parser(name, help=text)
+            ("compare", CompareConfig, cmd_compare, _("the epoch grid: each LoRA file of output/ at a few weights")),
+            ("generate", GenerateConfig, cmd_generate,
+             _("pictures with the LoRA into output/generated/ (A1111 PNG info)")),
+            ("cutout", CutoutConfig, cmd_cutout, _("cut pictures on a plain background out into sprites and an atlas"))):
+        s = sub.add_parser(name, help=text, description=text)
         add_config_options(s, cls)
         if name != "cutout":
-            s.add_argument("--device", default=None, help="force a device, e.g. cpu (default: the GPU if there is one)")
+            s.add_argument("--device", default=None, help=_device_help())
         s.set_defaults(func=func)
+
+
+def _device_help() -> str:  # a function: translated when the parser is built, in the language then in effect
+    return _("Force a device, e.g. cpu. Default: the GPU if there is one.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from colabkit import __version__
     from colabkit.train.config import TrainConfig
 
-    p = argparse.ArgumentParser(prog="colabkit", description="Train an SDXL LoRA on your own drawings.")
-    p.add_argument("--version", action="version", version=f"colabkit {__version__}")
+    p = argparse.ArgumentParser(prog="colabkit", description=_("Train an SDXL LoRA on your own drawings."))
+    p.add_argument("--version", action="version", version=f"colabkit {__version__}",
+                   help=_("Show colabkit's version and exit."))
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("init", help="create Loras/<project>/dataset|output on Drive (or the local stand-in)")
-    s.add_argument("--project-name", dest="project_name", required=True)
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text)
+
+    s = add("init", _("create Loras/<project>/dataset|output on Drive (or the local stand-in)"))
+    s.add_argument("--project-name", dest="project_name", required=True,
+                   help=_("Your project's folder name under MyDrive/Loras/ (letters, digits, - and _). Required."))
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("doctor", help="check Python, packages, GPU, RAM, disk and Drive")
-    s.add_argument("--need-gpu", dest="need_gpu", action="store_true")
+    s = add("doctor", _("check Python, packages, GPU, RAM, disk and Drive"))
+    s.add_argument("--need-gpu", dest="need_gpu", action="store_true",
+                   help=_("Report a missing GPU as a problem (training needs one)."))
     s.set_defaults(func=cmd_doctor)
 
-    try:
-        from colabkit.dataset.cli import register_cli
-    except ImportError:
-        register_cli = None
-    if register_cli is not None:
-        register_cli(sub)
+    from colabkit.dataset.cli import register_cli
 
-    s = sub.add_parser("preflight", help="check a training setup in seconds, before any GPU time")
+    register_cli(sub)
+
+    s = add("preflight", _("check a training setup in seconds, before any GPU time"))
     add_config_options(s, TrainConfig)
-    s.add_argument("--device", default=None, help="check for a device, e.g. cpu (default: the GPU if there is one)")
+    s.add_argument("--device", default=None,
+                   help=_("Check for a device, e.g. cpu. Default: the GPU if there is one."))
     s.set_defaults(func=cmd_preflight)
 
-    s = sub.add_parser("train", help="train (or resume) the project's LoRA")
+    s = add("train", _("train (or resume) the project's LoRA"))
     add_config_options(s, TrainConfig)
-    s.add_argument("--device", default=None, help="force a device, e.g. cpu (default: the GPU if there is one)")
+    s.add_argument("--device", default=None, help=_device_help())
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("demo", help="the whole flow on a local folder with the built-in tiny models (no GPU)")
-    s.add_argument("--project-name", dest="project_name", default="demo")
+    s = add("demo", _("the whole flow on a local folder with the built-in tiny models (no GPU)"))
+    s.add_argument("--project-name", dest="project_name", default="demo",
+                   help=_("The demo project's name. Default: {default}.").format(default="demo"))
     s.add_argument("--steps", type=int, default=40,
-                   help="training steps (default 40); more than a finished demo run trains it further")
+                   help=_("Training steps; more than a finished demo run trains it further. Default: {default}.")
+                   .format(default=40))
     s.add_argument("--start-over", dest="start_over", type=parse_bool, nargs="?", const=True, default=False,
-                   metavar="BOOL", help="train again from scratch (the earlier run's files are kept)")
+                   metavar="BOOL", help=_("Train again from scratch (the earlier run's files are kept). "
+                                          "Default: {default}.").format(default=False))
     s.set_defaults(func=cmd_demo)
 
     register_assets_cli(sub)
+
+    s = add("bundle", _("build the download for Colab: the wheel, the notebooks in both languages and a how-to, "
+                        "in one zip"))
+    s.add_argument("--output-folder", dest="output_folder", default=".",
+                   help=_("Where to write colabkit-<version>-colab.zip. Default: {default}.").format(default="."))
+    s.set_defaults(func=cmd_bundle)
+    localize_parser(p)
     return p
+
+
+def cmd_bundle(args) -> int:
+    from colabkit.bundle import build_bundle
+
+    print(build_bundle(args.output_folder))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,5 +169,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"colabkit: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("colabkit: interrupted", file=sys.stderr)
+        print("colabkit: " + _("interrupted"), file=sys.stderr)
         return 130

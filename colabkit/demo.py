@@ -7,6 +7,7 @@ is empty), checks and tags them, trains tiny-sdxl for a few dozen steps, and sho
 from __future__ import annotations
 
 from colabkit import display
+from colabkit.i18n import _
 
 
 def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128, start_over: bool = False):
@@ -19,11 +20,12 @@ def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128,
     project = open_or_create_project(project_name)
     if not any(project.dataset.iterdir()):
         make_image_folder(project.dataset, 8, size=(640, 640), fmt="mixed")
-        display.show_text(f"Wrote 8 sample drawings into {project.dataset}")
+        display.show_text(_("Wrote {n} sample drawings into {folder}").format(n=8, folder=project.dataset))
     report = check_dataset(project_name, progress=False)
     display.show_text(report.summary())
     tagged = tag_dataset(project_name, tagger_model="tiny-wd14", activation_tag="houtline", progress=False)
-    display.show_text(f"Captions: {tagged.written} written, {tagged.kept} kept.")
+    display.show_text(_("Captions: {written} written, {kept} kept.").format(
+        written=len(tagged.written), kept=len(tagged.kept) + len(tagged.updated)))
     config = TrainConfig(project_name=project_name, base_model="tiny-sdxl", resolution=resolution, num_repeats=5,
                          train_batch_size=2, max_train_steps=steps, optimizer="AdamW8bit", sample_steps=8,
                          network_dim=8, network_alpha=4, budget_hours=1.0, budget_margin_minutes=0,
@@ -32,8 +34,9 @@ def run_demo(project_name: str = "demo", steps: int = 40, resolution: int = 128,
     result = train_lora(config)
     if result.status == "already finished":
         # The training message speaks of the notebook's fields; the demo's own options do the same.
-        display.show_text(f"The demo's LoRA is already trained ({result.step} steps). To train it further: "
-                          f"python -m colabkit demo --steps {max(steps, result.step) * 2}; to train it again from "
-                          "scratch: python -m colabkit demo --start-over (the earlier files are kept).")
+        display.show_text(_("The demo's LoRA is already trained ({steps} steps). To train it further: {further}; to "
+                            "train it again from scratch: {again} (the earlier files are kept).").format(
+            steps=result.step, further=f"python -m colabkit demo --steps {max(steps, result.step) * 2}",
+            again="python -m colabkit demo --start-over"))
     show_results(config)
     return result

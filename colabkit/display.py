@@ -12,6 +12,8 @@ import logging
 import warnings
 from pathlib import Path
 
+from colabkit.i18n import _
+
 
 def in_notebook() -> bool:
     try:
@@ -175,8 +177,8 @@ def show_report(report) -> None:
 
 
 def show_project(project) -> None:
-    show_text(f"Project '{project.name}'\n  put your drawings in: {project.dataset}\n"
-              f"  LoRA files will appear in: {project.output}", "ok")
+    show_text(_("Project '{name}'\n  put your drawings in: {dataset}\n  LoRA files will appear in: {output}").format(
+        name=project.name, dataset=project.dataset, output=project.output), "ok")
 
 
 class NotebookReporter:
@@ -184,6 +186,7 @@ class NotebookReporter:
 
     def __init__(self):
         self.bar = None
+        self.skips = 0
 
     def stage(self, text: str) -> None:
         show_text(text)
@@ -199,20 +202,26 @@ class NotebookReporter:
     def start(self, start_step: int, total_steps: int) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc=_("training"), unit=_("step"), dynamic_ncols=True)
 
     def step(self, step: int, loss: float, lr: float, budget_left_s: float) -> None:
         from colabkit.train.budget import hms
 
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", budget_left=hms(budget_left_s), refresh=False)
+            shown = dict(loss=f"{loss:.4f}", lr=f"{lr:.2e}", budget_left=hms(budget_left_s))
+            if self.skips:  # steps skipped for a NaN/inf loss or gradient (the fp16 grad scaler skips a few early)
+                shown["skipped"] = self.skips
+            self.bar.set_postfix(**shown, refresh=False)
+
+    def skipped(self, step: int, count: int) -> None:
+        self.skips = count
 
     def epoch_end(self, epoch: int, lora_path, grid, loss_plot) -> None:
         if lora_path:
-            show_text(f"epoch {epoch}: saved {Path(lora_path).name}", "ok")
+            show_text(_("epoch {epoch}: saved {file}").format(epoch=epoch, file=Path(lora_path).name), "ok")
         if grid:
-            show_image(grid, f"epoch {epoch} samples", width=900)
+            show_image(grid, _("epoch {epoch} samples").format(epoch=epoch), width=900)
         if loss_plot:
             show_image(loss_plot, width=700)
 

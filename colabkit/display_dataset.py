@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 from colabkit.dataset.captions import split_tags, tag_key
+from colabkit.i18n import _, ngettext
 
 _STATUS_COLOURS = {"ok": "#1b7f3b", "warning": "#a06000", "rejected": "#b00020", "moved to _rejected/": "#b00020"}
 _TABLE = "border-collapse:collapse;font-size:13px;margin:4px 0"
@@ -50,7 +51,7 @@ def check_report_html(report) -> str:
         rows.append(
             [
                 _esc(r["file"]),
-                f'<b style="color:{colour}">{_esc(r["status"])}</b>',
+                f'<b style="color:{colour}">{_esc(_(r["status"]))}</b>',
                 _esc(r["size"]),
                 _esc(r["mode"]),
                 _esc(r["details"]),
@@ -60,7 +61,7 @@ def check_report_html(report) -> str:
     return (
         f"<h4 style='margin:4px 0'>{_esc(report.summary())}</h4>"
         + _warnings(report.warnings)
-        + _table(["file", "status", "size", "mode", "details", "what to do"], rows)
+        + _table([_("file"), _("status"), _("size"), _("mode"), _("details"), _("what to do")], rows)
     )
 
 
@@ -74,13 +75,14 @@ def show_check_report(report) -> None:
 def tag_report_html(report, show: int = 8) -> str:
     parts = [f"<h4 style='margin:4px 0'>{_esc(report.summary())}</h4>", _warnings(report.warnings)]
     if report.failed:
-        parts.append(_table(["file", "problem", "what to do"], [[_esc(p.file.name), _esc(p.reason), _esc(p.fix)] for p in report.failed]))
+        parts.append(_table([_("file"), _("problem"), _("what to do")],
+                            [[_esc(p.file.name), _esc(p.reason), _esc(p.fix)] for p in report.failed]))
     if report.skipped:
         names = ", ".join(p.file.name for p in report.skipped)
-        parts.append(f"<p style='margin:2px 0'>Not tagged (see Step 2, the image check): {_esc(names)}</p>")
+        parts.append(f"<p style='margin:2px 0'>{_esc(_('Not tagged (see Step 2, the image check): {names}').format(names=names))}</p>")
     sample = list(report.captions.items())[:show]
     if sample:
-        parts.append(_table(["image", "caption"], [[_esc(k), _esc(v)] for k, v in sample]))
+        parts.append(_table([_("image"), _("caption")], [[_esc(k), _esc(v)] for k, v in sample]))
     return "".join(parts)
 
 
@@ -95,7 +97,7 @@ def frequencies_html(frequencies: list[tuple[str, int]], top: int = 50, total: i
     """Tag frequency table with bars: what the model will learn most."""
     rows = frequencies[:top]
     if not rows:
-        return "<p>No captions yet.</p>"
+        return f"<p>{_esc(_('No captions yet.'))}</p>"
     most = rows[0][1]
     total = total or most
     cells = []
@@ -103,7 +105,8 @@ def frequencies_html(frequencies: list[tuple[str, int]], top: int = 50, total: i
         width = int(160 * n / most)
         bar = f'<div style="background:#6b8fd6;height:10px;width:{width}px"></div>'
         cells.append([_esc(tag), f"{n} / {total}", bar])
-    return f"<h4 style='margin:4px 0'>Top {len(rows)} tags</h4>" + _table(["tag", "images", ""], cells)
+    heading = _esc(_("Top {n} tags").format(n=len(rows)))
+    return f"<h4 style='margin:4px 0'>{heading}</h4>" + _table([_("tag"), _("images"), ""], cells)
 
 
 def curate_report_html(report, top: int = 50) -> str:
@@ -140,12 +143,12 @@ def gallery_html(items: list[tuple[Path, str]], n: int = 12, thumb: int = 192, t
             src = _thumbnail_data_uri(path, thumb)
             img = f'<img src="{src}" style="max-width:{thumb}px;max-height:{thumb}px;display:block;margin:auto">'
         except Exception as e:  # a file that broke since the check: show the caption anyway
-            img = f"<div style='height:{thumb}px'>cannot show: {_esc(e)}</div>"
+            img = f"<div style='height:{thumb}px'>{_esc(_('cannot show: {error}').format(error=e))}</div>"
         cards.append(
             f'<div style="width:{thumb}px;margin:4px;font-size:11px;word-wrap:break-word">{img}'
             f'<div style="color:#555">{_esc(path.name)}</div><div>{", ".join(tags)}</div></div>'
         )
-    more = f"<p>... and {len(items) - n} more.</p>" if len(items) > n else ""
+    more = f"<p>{_esc(_('... and {n} more.').format(n=len(items) - n))}</p>" if len(items) > n else ""
     return '<div style="display:flex;flex-wrap:wrap">' + "".join(cards) + "</div>" + more
 
 
@@ -155,10 +158,10 @@ def overview_html(project_name: str, top: int = 50, gallery: int = 12, activatio
     from colabkit.dataset.pipeline import captioned_images
 
     items = captioned_images(project_name)
-    freqs = count_tags(split_tags(c) for _, c in items)
-    return frequencies_html(freqs, top, len(items)) + f"<h4 style='margin:4px 0'>{len(items)} captioned images</h4>" + gallery_html(
-        items, gallery, trigger=activation_tag
-    )
+    freqs = count_tags(split_tags(c) for _path, c in items)
+    heading = _esc(ngettext("{n} captioned image", "{n} captioned images", len(items)).format(n=len(items)))
+    return (frequencies_html(freqs, top, len(items)) + f"<h4 style='margin:4px 0'>{heading}</h4>"
+            + gallery_html(items, gallery, trigger=activation_tag))
 
 
 def show_overview(project_name: str, top: int = 50, gallery: int = 12, activation_tag: str = "") -> None:
@@ -187,12 +190,12 @@ class CaptionEditor:
         self.thumb = thumb
         self.captions = {p.name: (p, c) for p, c in captioned_images(project_name)}
         names = list(self.captions)
-        self.dropdown = w.Dropdown(options=names, description="image", layout=w.Layout(width="420px"))
+        self.dropdown = w.Dropdown(options=names, description=_("image"), layout=w.Layout(width="420px"))
         self.image = w.HTML()
         self.text = w.Textarea(layout=w.Layout(width="100%", height="90px"))
-        self.save_button = w.Button(description="Save caption", button_style="success")
-        self.prev_button = w.Button(description="< previous")
-        self.next_button = w.Button(description="next >")
+        self.save_button = w.Button(description=_("Save caption"), button_style="success")
+        self.prev_button = w.Button(description=_("< previous"))
+        self.next_button = w.Button(description=_("next >"))
         self.status = w.HTML()
         self.dropdown.observe(lambda change: self.select(change["new"]), names="value")
         self.save_button.on_click(lambda _: self.save())
@@ -204,7 +207,7 @@ class CaptionEditor:
         if names:
             self.select(names[0])
         else:
-            self.status.value = "No captioned images yet: run the tagging step first."
+            self.status.value = _esc(_("No captioned images yet: run the tagging step first."))
 
     def select(self, name: str) -> None:
         if name not in self.captions:
@@ -216,7 +219,7 @@ class CaptionEditor:
         try:
             self.image.value = f'<img src="{_thumbnail_data_uri(path, self.thumb)}">'
         except Exception as e:
-            self.image.value = f"cannot show: {_esc(e)}"
+            self.image.value = _esc(_("cannot show: {error}").format(error=e))
         self.text.value = caption
         self.status.value = ""
 
@@ -237,7 +240,7 @@ class CaptionEditor:
             return ""
         self.captions[name] = (self.captions[name][0], text)
         self.text.value = text
-        self.status.value = f'<span style="color:#1b7f3b">saved {_esc(name)}</span>'
+        self.status.value = f'<span style="color:#1b7f3b">{_esc(_("saved {file}").format(file=name))}</span>'
         return text
 
     def _ipython_display_(self) -> None:

@@ -18,11 +18,13 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from colabkit.i18n import _
+
 # Kept equal to setup.cfg's install_requires by a test.
 SUPPORTED: dict[str, str] = {
     "torch": ">=2.4,<3",
     "diffusers": ">=0.35,<0.50",
-    "transformers": ">=4.56,<6",
+    "transformers": ">=5.15,<6",  # what the suite runs (Colab's); 4.x is untested
     "peft": ">=0.17,<0.30",
     "accelerate": ">=1.8,<2",
     "safetensors": ">=0.5,<1",
@@ -107,16 +109,19 @@ def runtime_advice(python: str, torch: str | None) -> str:
     here = identify_runtime(python, torch)
     usable = [r for r in COLAB_RUNTIMES if in_range(r.python, PYTHON) and in_range(r.torch, SUPPORTED["torch"])]
     if here is not None and here in usable:
-        return (f"This looks like Colab runtime {here.describe()}, which colabkit supports: something installed "
-                "in this runtime replaced a package. Fix: Runtime > Disconnect and delete runtime, then run the "
-                "notebook again from the top (never pip install torch, diffusers or transformers yourself).")
+        return _("This looks like Colab runtime {runtime}, which colabkit supports: something installed in this "
+                 "runtime replaced a package. Fix: Runtime > Disconnect and delete runtime, then run the notebook "
+                 "again from the top (never pip install torch, diffusers or transformers yourself).").format(
+            runtime=here.describe())
     if not usable:  # only if our ranges exclude every runtime we know: nothing to point to
-        return "Colab has changed since colabkit was last tested: install a colabkit release made after this runtime."
+        return _("Colab has changed since colabkit was last tested: install a colabkit release made after this "
+                 "runtime.")
     first, *others = sorted(usable, key=lambda r: r.version != TESTED_RUNTIME)
-    rest = "; if it is not offered: " + ", then ".join(r.describe() for r in others) if others else ""
-    return (f"Colab has changed since colabkit was last tested (on runtime {first.describe()}). Fix: "
-            f"Runtime > Change runtime type > Runtime version: {first.version}{rest}. Save, then run the "
-            "notebook again from the top.")
+    rest = _("; if it is not offered: {runtimes}").format(runtimes=_(", then ").join(r.describe() for r in others)) \
+        if others else ""
+    return _("Colab has changed since colabkit was last tested (on runtime {runtime}). Fix: Runtime > Change "
+             "runtime type > Runtime version: {version}{rest}. Save, then run the notebook again from the top.").format(
+        runtime=first.describe(), version=first.version, rest=rest)
 
 
 @dataclass
@@ -159,26 +164,29 @@ class Report:
         return not self.problems
 
     def lines(self) -> list[str]:
-        out = [f"Python {self.python} ({'ok' if self.python_ok else 'tested: ' + PYTHON})",
-               f"Notebooks last tested on Colab runtime {tested_runtime().describe()}"]
+        ok = _("ok")
+        out = [f"Python {self.python} ({ok if self.python_ok else _('tested: {versions}').format(versions=PYTHON)})",
+               _("Notebooks last tested on Colab runtime {runtime}").format(runtime=tested_runtime().describe())]
         for p in self.packages:
-            mark = "ok" if p.ok else f"NOT in {p.wanted}"
-            out.append(f"{p.name} {p.version or 'missing'} ({mark})")
+            mark = ok if p.ok else _("NOT in {wanted}").format(wanted=p.wanted)
+            out.append(f"{p.name} {p.version or _('missing')} ({mark})")
         if self.gpu:
             g = self.gpu
-            out.append(f"GPU {g.name}, {g.vram_gb:.1f} GB, compute {g.capability[0]}.{g.capability[1]}, "
-                       f"{'bf16 native' if g.native_bf16 else 'fp16 only (no native bf16)'}")
+            out.append(_("GPU {name}, {vram:.1f} GB, compute {capability}, {precision}").format(
+                name=g.name, vram=g.vram_gb, capability=f"{g.capability[0]}.{g.capability[1]}",
+                precision=_("bf16 native") if g.native_bf16 else _("fp16 only (no native bf16)")))
         else:
-            out.append("GPU: none")
+            out.append(_("GPU: none"))
         if self.ram_total_gb:
-            out.append(f"RAM {self.ram_free_gb:.1f} GB free of {self.ram_total_gb:.1f} GB")
-        out.append(f"Disk {self.disk_free_gb:.1f} GB free at {self.drive_root}")
-        where = "Google Drive mounted" if self.drive_mounted else "local folder (not Google Drive)"
-        out.append(f"Drive: {where} at {self.drive_root}")
+            out.append(_("RAM {free:.1f} GB free of {total:.1f} GB").format(free=self.ram_free_gb,
+                                                                             total=self.ram_total_gb))
+        out.append(_("Disk {free:.1f} GB free at {folder}").format(free=self.disk_free_gb, folder=self.drive_root))
+        out.append((_("Drive: Google Drive mounted at {folder}") if self.drive_mounted
+                    else _("Drive: local folder (not Google Drive) at {folder}")).format(folder=self.drive_root))
         for extra, names in self.missing_extras.items():
             if names:
-                out.append(f"optional for {extra}: {', '.join(names)} not installed")
-        out.extend(f"PROBLEM: {p}" for p in self.problems)
+                out.append(_("optional for {extra}: {names} not installed").format(extra=extra, names=", ".join(names)))
+        out.extend(_("PROBLEM: {problem}").format(problem=p) for p in self.problems)
         return out
 
     def __str__(self) -> str:
@@ -302,7 +310,7 @@ def check(need_gpu: bool = False) -> Report:
     if need_gpu and report.gpu is None:
         report.problems.append(no_gpu_message(colab))
     if colab and not report.drive_mounted:
-        report.problems.append("Google Drive is not mounted: run the set-up cell again and allow access.")
+        report.problems.append(_("Google Drive is not mounted: run the set-up cell again and allow access."))
     return report
 
 
@@ -310,11 +318,14 @@ def version_problems(python: str, versions: dict[str, str | None], colab: bool) 
     """One line per version outside our ranges, then (in Colab) which runtime version to pick."""
     problems = []
     if not in_range(python, PYTHON):
-        problems.append(f"Python {python} is outside the Pythons colabkit is tested on ({PYTHON}).")
+        problems.append(_("Python {version} is outside the Pythons colabkit is tested on ({tested}).").format(
+            version=python, tested=PYTHON))
     for name, have in versions.items():
         if not in_range(have, SUPPORTED[name]):
-            fix = "" if colab else f" Fix: pip install '{name}{SUPPORTED[name]}'"
-            problems.append(f"{name} is {have or 'not installed'}; colabkit supports {SUPPORTED[name]}.{fix}")
+            fix = "" if colab else " " + _("Fix: pip install '{requirement}'").format(
+                requirement=f"{name}{SUPPORTED[name]}")
+            problems.append(_("{name} is {version}; colabkit supports {supported}.").format(
+                name=name, version=have or _("not installed"), supported=SUPPORTED[name]) + fix)
     if problems and colab:
         # In Colab a pip install of torch & co. is what breaks runtimes: the fix is the runtime version.
         problems.append(runtime_advice(python, versions.get("torch")))
@@ -325,13 +336,17 @@ def no_gpu_message(colab: bool | None = None) -> str:
     from colabkit.project import in_colab
 
     if colab if colab is not None else in_colab():
-        return ("No GPU in this runtime. In Colab: Runtime > Change runtime type > T4 GPU > Save, "
-                "then run the notebook again from the top.")
-    return "No CUDA GPU found. Training SDXL needs one (the built-in tiny-sdxl model runs on the CPU)."
+        return _("No GPU in this runtime. In Colab: Runtime > Change runtime type > T4 GPU > Save, then run the "
+                 "notebook again from the top.")
+    return _("No CUDA GPU found. Training SDXL needs one (the built-in tiny-sdxl model runs on the CPU).")
 
 
-def pip_install_command(extras: list[str]) -> list[str]:
-    """The pip arguments that add the missing optional packages, and nothing Colab already ships."""
+def pip_install_command(extras: list[str], constraints: str | os.PathLike | None = None) -> list[str]:
+    """The pip arguments that add the missing optional packages, and nothing Colab already ships.
+
+    ``constraints``: a file of ``name==version`` lines (``runtime_constraints``): pip must then keep every
+    installed package as it is, so a new release of an extra that wants a newer torch or numpy fails to install
+    instead of replacing Colab's own build in the middle of a session."""
     import sys
 
     wanted = []
@@ -341,4 +356,25 @@ def pip_install_command(extras: list[str]) -> list[str]:
                 if mod == "onnxruntime" and gpu_info() is not None:
                     req = req.replace("onnxruntime", "onnxruntime-gpu")  # same module, CUDA provider included
                 wanted.append(req)
-    return [sys.executable, "-m", "pip", "install", "-q", *wanted] if wanted else []
+    pinned = ["-c", str(constraints)] if constraints else []
+    return [sys.executable, "-m", "pip", "install", "-q", *pinned, *wanted] if wanted else []
+
+
+def runtime_constraints(path: str | os.PathLike) -> Path:
+    """Write a pip constraints file pinning every installed distribution (torch, numpy and the rest of the
+    runtime's set) at its installed version; returns its path."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for dist in md.distributions():
+        name, version = dist.metadata["Name"], dist.version
+        if not name or not version:
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:
+            continue  # pip could not read the pin either
+        pins.setdefault(canonicalize_name(name), version)
+    path = Path(path)
+    path.write_text("".join(f"{name}=={v}\n" for name, v in sorted(pins.items())))
+    return path

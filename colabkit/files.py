@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 
 def fsync_dir(path: Path) -> None:
@@ -50,8 +52,9 @@ FULL = {errno.ENOSPC, errno.EDQUOT}
 
 def disk_full_error(path: Path, error: OSError) -> ColabkitError:
     return ColabkitError(
-        f"No space left while writing {path.name} in {path.parent} ({error.strerror}). The previous version of "
-        "the file is intact. Free some space on Google Drive (empty Drive's bin too), then run the cell again.")
+        _("No space left while writing {name} in {parent} ({strerror}). The previous version of the file is intact. "
+          "Free some space on Google Drive (empty Drive's bin too), then run the cell again.").format(
+            name=path.name, parent=path.parent, strerror=error.strerror))
 
 
 @contextlib.contextmanager
@@ -80,7 +83,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         if tmp_path.exists():
-            tmp_path.unlink()
+            remove_for_good(tmp_path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -131,3 +134,64 @@ def move_into(src: str | os.PathLike, folder: str | os.PathLike, name: str | Non
     fsync_dir(folder)
     fsync_dir(src.parent)
     return dst
+
+
+# -- removing without filling Drive's trash ----------------------------------------------------------------
+# A file deleted through Colab's Drive mount goes to Drive's trash, which counts against the quota for 30 days
+# (a free account has 15 GB, shared with Gmail and Photos). A file truncated to 0 bytes first leaves an empty
+# file there: nothing counts. So everything colabkit removes on Drive goes through these two.
+
+def remove_for_good(path: str | os.PathLike) -> None:
+    """Remove a file so that none of its bytes stay in Drive's trash: truncate it to 0 bytes, then unlink it.
+
+    Only for files colabkit itself made (states, pruned epochs, temporary files): never the artist's files."""
+    path = Path(path)
+    if not path.is_symlink():
+        try:
+            os.truncate(path, 0)
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass  # cannot truncate (read-only, odd mount): removing it is still right
+    path.unlink(missing_ok=True)
+
+
+def remove_tree_for_good(folder: str | os.PathLike) -> None:
+    """``remove_for_good`` for a folder colabkit made (a state folder): each file truncated, then the folders."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            remove_for_good(folder)
+        return
+    for dirpath, dirnames, names in os.walk(folder, topdown=False):
+        for name in names:
+            remove_for_good(Path(dirpath) / name)
+        for name in dirnames:
+            d = Path(dirpath) / name
+            d.unlink() if d.is_symlink() else d.rmdir()
+    folder.rmdir()
+
+
+# Temporary files colabkit leaves only when a runtime is cut mid-write: atomic_path's ".<name>.XXXX.tmp" and a
+# download's "<name>.part". A 7 GB model copy cut by a disconnect would otherwise stay in _models/ for good.
+STALE_PATTERNS = (".*.tmp", "*.part")
+
+
+def remove_stale_temporaries(folders, before: float | None = None) -> list[Path]:
+    """Remove (for good) temporary files in ``folders`` last written before ``before`` (UNIX time, default now):
+    what an earlier runtime left, never what this one is writing. Returns what was removed."""
+    before = time.time() if before is None else before
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for pattern in STALE_PATTERNS:
+            for p in sorted(folder.glob(pattern)):
+                try:
+                    if p.is_file() and p.stat().st_mtime < before:
+                        remove_for_good(p)
+                        removed.append(p)
+                except OSError:
+                    continue
+    return removed

@@ -10,6 +10,8 @@ import os
 import socket
 import urllib.parse
 
+from colabkit.i18n import _
+
 # The built-in tiny models (colabkit/tiny): random weights in the real architectures, built locally, run on a CPU.
 BUILTIN = {"base_model": "tiny-sdxl", "tagger_model": "tiny-wd14", "caption_model": "tiny-blip"}
 
@@ -38,15 +40,16 @@ def reachable(url: str, timeout: float = 5.0) -> bool:
 def no_network_reason(url: str | None = None) -> str | None:
     """Why a download from ``url`` (default: the hub) cannot happen now, or None when it can be tried."""
     if offline():
-        return "this session is offline (HF_HUB_OFFLINE or COLABKIT_OFFLINE is set)"
+        return _("this session is offline (HF_HUB_OFFLINE or COLABKIT_OFFLINE is set)")
     url = url or hub_url()
     if not reachable(url):
-        return f"{urllib.parse.urlsplit(url).hostname} cannot be reached (no internet connection?)"
+        return _("{host} cannot be reached (no internet connection?)").format(host=urllib.parse.urlsplit(url).hostname)
     return None
 
 
 def builtin_hint(field: str) -> str:
     """One sentence naming the built-in model for ``field`` (and the others), for messages about downloads."""
     others = ", ".join(f"{name} ({f})" for f, name in BUILTIN.items())
-    return (f"To try the flow without a download, set {field} to '{BUILTIN[field]}': built in, runs offline and on a "
-            f"CPU, random weights (for trying colabkit out, not for a real LoRA). Built-in tiny models: {others}.")
+    return _("To try the flow without a download, set {field} to '{model}': built in, runs offline and on a CPU, "
+             "random weights (for trying colabkit out, not for a real LoRA). Built-in tiny models: {others}.").format(
+        field=field, model=BUILTIN[field], others=others)

@@ -21,14 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import N_, _
 
-COLAB_DRIVE_ROOT = Path("/content/drive/MyDrive")
+# Where Colab mounts Drive: drive.mount("/content/drive") shows MyDrive under it. COLABKIT_COLAB_CONTENT moves
+# "/content" for the stand-in Colab runtime of the tests (tests/helpers/fake_colab), which cannot own the real
+# /content on a shared machine; nothing else sets it, so on Colab this is always /content/drive/MyDrive.
+COLAB_CONTENT = Path(os.environ.get("COLABKIT_COLAB_CONTENT") or "/content")
+COLAB_MOUNT_POINT = COLAB_CONTENT / "drive"
+COLAB_DRIVE_ROOT = COLAB_MOUNT_POINT / "MyDrive"
 DEFAULT_LOCAL_ROOT = Path("~/colabkit-drive")
 LORAS_DIR = "Loras"
 
 _PART = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 _NAME_RE = re.compile(rf"^{_PART}(/{_PART})?$")
-_RULES = (
+_RULES = N_(
     "letters, digits, '-' and '_' (starting with a letter or digit, at most 64 characters), "
     "optionally one '/' for a sub-folder, e.g. 'houtline' or 'clients/houtline'"
 )
@@ -37,21 +43,26 @@ _RULES = (
 def validate_project_name(name: str) -> str:
     """Return the name if it is safe as a folder under Loras/, else raise with what is allowed."""
     if not isinstance(name, str) or not name.strip():
-        raise ColabkitError(f"The project name is empty. Use {_RULES}.")
+        raise ColabkitError(_("The project name is empty. Use {rules}.").format(rules=_(_RULES)))
     if name != name.strip():
-        raise ColabkitError(f"The project name {name!r} has spaces at its ends. Use {_RULES}.")
+        raise ColabkitError(_("The project name {name!r} has spaces at its ends. Use {rules}.").format(
+                                name=name, rules=_(_RULES)))
     if name.startswith(("/", "~")) or ".." in name or "\\" in name:
         raise ColabkitError(
-            f"The project name {name!r} looks like a path. It must be a plain name inside Loras/: use {_RULES}."
+            _("The project name {name!r} looks like a path. It must be a plain name inside Loras/: use {rules}.").format(
+                name=name, rules=_(_RULES))
         )
     if not _NAME_RE.match(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "-_/"))})
-        what = f"it contains {''.join(bad)!r}" if bad else "it has more than one '/' or an empty part"
-        raise ColabkitError(f"The project name {name!r} is not allowed: {what}. Use {_RULES}.")
+        what = (_("it contains {characters!r}").format(characters="".join(bad)) if bad
+                else _("it has more than one '/' or an empty part"))
+        raise ColabkitError(_("The project name {name!r} is not allowed: {what}. Use {rules}.").format(
+                                name=name, what=what, rules=_(_RULES)))
     return name
 
 
 def in_colab() -> bool:
+    """Colab is where ``google.colab`` imports (the stand-in runtime of the tests provides one too)."""
     try:
         import google.colab  # noqa: F401
     except ImportError:
@@ -151,13 +162,21 @@ def list_projects(drive: Path | None = None) -> list[str]:
 
 
 def open_project(name: str, drive: Path | None = None) -> Project:
-    """The existing project ``name``, or an error that lists the projects there are."""
+    """The existing project ``name``, or an error that lists the projects there are.
+
+    Every step opens its project here, so this is the one place that mounts Drive first: each notebook runs in
+    its own runtime, and a budget stop unmounts Drive (Colab's only flush also unmounts)."""
+    if drive is None:
+        from colabkit.colab import mount_drive
+
+        mount_drive()
     project = Project.at(name, drive)
     if not project.exists():
         existing = list_projects(drive)
-        hint = f"Projects found: {', '.join(existing)}." if existing else "No projects exist yet."
+        hint = (_("Projects found: {names}.").format(names=", ".join(existing)) if existing
+                else _("No projects exist yet."))
         raise ColabkitError(
-            f"No project {name!r} under {project.root.parent}. {hint} "
-            "Check the spelling of project_name, or run the dataset notebook first to create it."
+            _("No project {name!r} under {parent}. {hint} Check the spelling of project_name, or run the dataset "
+              "notebook first to create it.").format(name=name, parent=project.root.parent, hint=hint)
         )
     return project

@@ -2,35 +2,47 @@
 # # colabkit 1: prepare your dataset
 #
 # Upload 10-100 of your drawings into **`MyDrive/Loras/<project>/dataset/`** on Google Drive, then run
-# the cells from top to bottom (▶ on each, or *Runtime > Run all*). A GPU makes tagging faster but is
-# not required for this notebook.
+# the cells from top to bottom (▶ on each, or *Runtime > Run all*). This notebook runs on a **CPU runtime**
+# (the one it opens with): keep your GPU time for training. Only for BLIP photo captions on many images is a GPU
+# worth it (*Runtime > Change runtime type > T4 GPU*).
 #
 # What happens: your images are checked (nothing is changed or deleted), every usable image gets a
 # caption file (`drawing.png` → `drawing.txt`) that starts with your **trigger word**, and you see a
 # table of the tags and a gallery, so you know what the model will learn. Then open the training notebook.
 
 # %%
-# @title Step 0: set up (installs what Colab lacks) { display-mode: "form" }
+# @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
 colabkit_source = ""  # @param {type:"string"}
-# @markdown Needed once per fresh runtime: where to install colabkit from. A git URL (`git+https://...`), a release on
+# @markdown Needed once per fresh runtime: where to install colabkit from. Empty: the newest `colabkit-*.whl` in
+# @markdown `MyDrive/Loras/_colabkit/` (unzip the colabkit download there). Or a git URL (`git+https://...`), a release on
 # @markdown the package index (`colabkit==0.1.0`), or a wheel on Drive (`/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl`,
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
-import importlib, importlib.util, subprocess, sys
+language = "English"  # @param ["English", "Español"]
+# @markdown The language of the notebook's messages.
+import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    # MyDrive (COLABKIT_DRIVE_ROOT: a local stand-in; COLABKIT_COLAB_CONTENT: the tests' stand-in Colab).
+    drive_root = os.environ.get("COLABKIT_DRIVE_ROOT") or (os.environ.get("COLABKIT_COLAB_CONTENT") or "/content") + "/drive/MyDrive"
+    if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
+        from google.colab import drive; drive.mount(drive_root[:-len("/MyDrive")])  # pip reads Drive only once it is mounted
+    # The download's wheels in MyDrive/Loras/_colabkit/, newest last. A typed wheel or release wins; empty or a
+    # repository URL (git+...): the download's newest wheel comes first.
+    wheels = sorted(glob.glob(drive_root + "/Loras/_colabkit/colabkit-*.whl"),
+                    key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
+    source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
-                          "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
+                          "--disable-pip-version-check", source], capture_output=True, text=True) if source else None
     if pip is None or pip.returncode:  # pip's (or git's) error line says why; the rest is not for the user
         why = ([ln.strip() for ln in pip.stderr.splitlines() if ln.strip().startswith(("ERROR", "fatal"))]
-               or ["pip failed"])[-1] if pip else "colabkit_source is empty"
-        raise SystemExit(f"colabkit is not installed ({why}). Put in colabkit_source a git URL (git+https://...), a "
-                         "package index release (colabkit==0.1.0) or a wheel on Drive (/content/drive/MyDrive/colabkit-"
-                         "0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a colabkit checkout), then run this cell again.")
+               or ["pip failed"])[-1] if pip else "colabkit_source is empty and MyDrive/Loras/_colabkit/ has no colabkit-*.whl"
+        raise SystemExit(f"colabkit is not installed ({why}). Unzip the colabkit download into MyDrive/Loras/_colabkit/, or put "
+                         "in colabkit_source a git URL (git+https://...), a package index release (colabkit==0.1.0) or a wheel on "
+                         "Drive (/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a "
+                         "colabkit checkout), then run this cell again.")
     importlib.invalidate_caches()
 from colabkit.colab import setup
-setup_report = setup(extras=["tag", "notebook"])
+setup_report = setup(extras=["tag", "notebook"], language=language)
 
 # %% [markdown]
 # ## Step 1: your project
@@ -51,14 +63,17 @@ project = open_or_create_project(project_name)
 # photos are turned upright). Each problem file is named with what is wrong and what to do.
 # Your files are never changed; tick `move_rejected` to move problem files into `dataset/_rejected/`
 # (nothing is ever deleted).
+#
+# Sub-folders named `<repeats>_<name>` (kohya's convention, e.g. `dataset/10_style/`, `dataset/2_props/`) are used
+# too: each of their images trains `<repeats>` times an epoch (images directly in `dataset/` use `num_repeats`).
+# The check lists each folder; other sub-folders are not used, and it says so.
 
 # %%
 # @title Step 2: check and clean the images { display-mode: "form" }
 move_rejected = False  # @param {type:"boolean"}
 min_side = 512  # @param {type:"integer"}
 max_aspect = 4.0  # @param {type:"number"}
-# @markdown `min_side`: images whose shorter side is below this many pixels are too small to train on.
-# @markdown `max_aspect`: images longer than this on one side (4.0 = 4:1) would be mostly cropped away.
+# @settings CheckConfig: min_side, max_aspect
 # @markdown Tagging and training use exactly the images this step accepts.
 from colabkit.dataset.config import CheckConfig
 from colabkit.dataset.pipeline import check_dataset
@@ -96,9 +111,7 @@ activation_tag = "houtline"  # @param {type:"string"}
 blacklist_tags = ""  # @param {type:"string"}
 overwrite_captions = False  # @param {type:"boolean"}
 batch_size = 8  # @param {type:"integer"}
-# @markdown `tagger_model` / `caption_model` also accept a folder on Drive with your own model.
-# @markdown `tiny-wd14` / `tiny-blip` are small built-in models with random weights: they try the flow in seconds
-# @markdown without a download, but their tags mean nothing.
+# @settings TagConfig: tagger_model, caption_model
 from colabkit.dataset.config import TagConfig
 from colabkit.dataset.pipeline import tag_dataset
 from colabkit.display_dataset import show_tag_report
@@ -116,8 +129,7 @@ show_tag_report(tag_report)
 # ## Step 4: trigger word and curation
 # Applies to **all** captions, including ones you wrote yourself: the trigger word (from Step 3) first and
 # only once, blacklisted tags removed, duplicates removed.
-# - **replace_tags**: `old=new` pairs, comma-separated (`monochrome=black and white, sketch=`; nothing after `=` removes the tag).
-# - **global_tags**: tags added to every caption, right after the trigger word.
+# @settings CurateConfig: replace_tags, global_tags
 
 # %%
 # @title Step 4: trigger word and curation { display-mode: "form" }
@@ -156,4 +168,13 @@ if open_editor:
 
 # %% [markdown]
 # ## Next
-# Your dataset is ready. Open **2_train** and use the same `project_name`.
+# Your dataset is ready. Open **2_train** and use the same `project_name`. It runs in a runtime of its own, so
+# release this one: an idle runtime still uses your Colab quota.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

@@ -10,25 +10,36 @@
 # %%
 # @title Step 0: set up (installs what Colab lacks, mounts Drive) { display-mode: "form" }
 colabkit_source = ""  # @param {type:"string"}
-# @markdown Needed once per fresh runtime: where to install colabkit from. A git URL (`git+https://...`), a release on
+# @markdown Needed once per fresh runtime: where to install colabkit from. Empty: the newest `colabkit-*.whl` in
+# @markdown `MyDrive/Loras/_colabkit/` (unzip the colabkit download there). Or a git URL (`git+https://...`), a release on
 # @markdown the package index (`colabkit==0.1.0`), or a wheel on Drive (`/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl`,
 # @markdown made in a colabkit checkout with `pip wheel --no-deps .` or `python -m build`).
-import importlib, importlib.util, subprocess, sys
+language = "English"  # @param ["English", "Español"]
+# @markdown The language of the notebook's messages.
+import glob, importlib, importlib.util, os, re, subprocess, sys
 if importlib.util.find_spec("colabkit") is None:  # a fresh runtime
-    if colabkit_source.startswith("/content/drive/"):
-        from google.colab import drive; drive.mount("/content/drive")
+    # MyDrive (COLABKIT_DRIVE_ROOT: a local stand-in; COLABKIT_COLAB_CONTENT: the tests' stand-in Colab).
+    drive_root = os.environ.get("COLABKIT_DRIVE_ROOT") or (os.environ.get("COLABKIT_COLAB_CONTENT") or "/content") + "/drive/MyDrive"
+    if "COLABKIT_DRIVE_ROOT" not in os.environ and importlib.util.find_spec("google") and importlib.util.find_spec("google.colab"):
+        from google.colab import drive; drive.mount(drive_root[:-len("/MyDrive")])  # pip reads Drive only once it is mounted
+    # The download's wheels in MyDrive/Loras/_colabkit/, newest last. A typed wheel or release wins; empty or a
+    # repository URL (git+...): the download's newest wheel comes first.
+    wheels = sorted(glob.glob(drive_root + "/Loras/_colabkit/colabkit-*.whl"),
+                    key=lambda p: [int(n) for n in re.findall(r"\d+", os.path.basename(p).split("-")[1])])
+    source = colabkit_source.strip() if colabkit_source.strip()[:4] not in ("", "git+") or not wheels else wheels[-1]
     # --no-deps: colabkit alone; Colab's own torch, diffusers, transformers are never replaced (the doctor checks them).
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-color",
-                          "--disable-pip-version-check", colabkit_source.strip()], capture_output=True, text=True) if colabkit_source.strip() else None
+                          "--disable-pip-version-check", source], capture_output=True, text=True) if source else None
     if pip is None or pip.returncode:  # pip's (or git's) error line says why; the rest is not for the user
         why = ([ln.strip() for ln in pip.stderr.splitlines() if ln.strip().startswith(("ERROR", "fatal"))]
-               or ["pip failed"])[-1] if pip else "colabkit_source is empty"
-        raise SystemExit(f"colabkit is not installed ({why}). Put in colabkit_source a git URL (git+https://...), a "
-                         "package index release (colabkit==0.1.0) or a wheel on Drive (/content/drive/MyDrive/colabkit-"
-                         "0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a colabkit checkout), then run this cell again.")
+               or ["pip failed"])[-1] if pip else "colabkit_source is empty and MyDrive/Loras/_colabkit/ has no colabkit-*.whl"
+        raise SystemExit(f"colabkit is not installed ({why}). Unzip the colabkit download into MyDrive/Loras/_colabkit/, or put "
+                         "in colabkit_source a git URL (git+https://...), a package index release (colabkit==0.1.0) or a wheel on "
+                         "Drive (/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl, made with `pip wheel --no-deps .` in a "
+                         "colabkit checkout), then run this cell again.")
     importlib.invalidate_caches()
 from colabkit.colab import setup
-setup_report = setup(extras=["tag", "notebook"], need_gpu=True)
+setup_report = setup(extras=["tag", "notebook"], need_gpu=True, language=language)
 
 # %% [markdown]
 # ## Step 1: pick the best epoch
@@ -37,14 +48,12 @@ setup_report = setup(extras=["tag", "notebook"], need_gpu=True)
 # and the **weight** where they still look clean: an overtrained file repeats your drawings or breaks
 # apart; an undertrained one looks like the base model. About 15 s per picture on a T4 at 1024 px.
 #
-# - **base_model**: the model you trained on (downloaded then, found again on Drive), or any other SDXL.
-# - **lora_files**: names from `output/`, separated by commas; empty compares them all.
-# - **prompt**: one per line; empty uses your activation tag plus your dataset's most frequent tags.
+# @settings CompareConfig: base_model, lora_files, prompt
 
 # %%
 # @title Step 1: compare epochs and weights { display-mode: "form" }
 project_name = "my-first-lora"  # @param {type:"string"}
-base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "tiny-sdxl"] {allow-input: true}
+base_model = "SDXL base 1.0"  # @param ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1", "NoobAI-XL V-Pred 1.0", "NoobAI-XL Eps 1.1", "tiny-sdxl"] {allow-input: true}
 prediction_type = "auto"  # @param ["auto", "epsilon", "v_prediction"]
 lora_files = ""  # @param {type:"string"}
 lora_weights = "0.6, 0.8, 1.0"  # @param {type:"string"}
@@ -66,9 +75,7 @@ compare_grid = compare_epochs(CompareConfig(
 # For sprites, keep *white background, simple background* in the prompt (step 3 needs a plain background);
 # for a tileable texture, tick **seamless**.
 #
-# - **lora_file**: the file you picked in step 1 (empty: the final one; `none`: no LoRA). **lora_scale**: its weight.
-# - **seed**: -1 picks a new one each run; every picture keeps its seed, so a good one can be made again.
-# - **sampler**: *DPM++ 2M Karras* is sharp in 20-30 steps; *Euler a* is softer and more varied.
+# @settings GenerateConfig: lora_file, lora_scale, seed, sampler
 
 # %%
 # @title Step 2: generate pictures { display-mode: "form" }
@@ -94,31 +101,52 @@ pictures = generate_images(GenerateConfig(
 
 # %% [markdown]
 # ## Step 3: cut out sprites
-# For pictures on a plain light background: the background becomes transparent (only where it touches the
-# picture's border, so white inside a shape stays), each separate object becomes its own PNG, and all of
-# them are packed into `atlas.png` + `atlas.json` (TexturePacker's JSON-hash layout: Phaser and PixiJS load it).
-# Results: `output/assets/<picture>/`; the preview shows each sprite's box and number.
+# For pictures on a light background (plain, shaded or vignetted): the background becomes transparent (only
+# where it touches the picture's border), each separate object becomes its own PNG, and all of them are packed
+# into **one atlas for the folder** (`<folder>.png` + `.json`, TexturePacker's JSON-hash layout that Phaser and
+# PixiJS load; more pages when they do not fit, plus `<folder>.multiatlas.json` for Phaser). Each sprite has a
+# pivot (the middle of its bottom by default) and its place in its source picture. Results:
+# `output/assets/<picture>/`; the preview numbers each sprite and each enclosed region (**hole 1**, ...).
+# Sizes are in pixels of a 1024 px picture: a 2048 px picture is cut the same way.
 #
-# - **input_folder**: empty cuts out `output/generated/`; or any folder of pictures made elsewhere.
-# - **tolerance**: raise it if specks of background stay; lower it if pale parts of a sprite vanish.
-# - **gap**: parts closer than this (in pixels) are one sprite. **min_area**: smaller specks are dropped.
-# - **palette_colors**: for pixel art, e.g. 16; 0 keeps every colour.
-# - **model_file**: optional, an `.onnx` background-removal model on Drive for busy backgrounds: BiRefNet
-#   (MIT) or isnet-anime (Apache-2.0). Not BRIA RMBG: its licence forbids commercial use.
+# @settings CutoutConfig: input_folder, shadows, close_gaps, holes, tolerance, gap, min_area, canvas, canvas_height, names, pixel_art, palette_colors, model_file
 
 # %%
 # @title Step 3: cut out sprites and pack an atlas { display-mode: "form" }
 input_folder = ""  # @param {type:"string"}
+shadows = "soft"  # @param ["soft", "remove", "keep"]
+close_gaps = 0  # @param {type:"integer"}
+holes = "keep"  # @param {type:"string"}
 tolerance = 24  # @param {type:"integer"}
 gap = 8  # @param {type:"integer"}
 min_area = 64  # @param {type:"integer"}
-margin = 2  # @param {type:"integer"}
+canvas = "own"  # @param ["own", "cell", "height"]
+canvas_height = 256  # @param {type:"integer"}
+names = ""  # @param {type:"string"}
+pivot = "0.5, 1"  # @param {type:"string"}
+power_of_two = False  # @param {type:"boolean"}
 palette_colors = 0  # @param {type:"integer"}
+pixel_art = False  # @param {type:"boolean"}
 model_file = ""  # @param {type:"string"}
 
 from colabkit.assets.config import CutoutConfig
 from colabkit.assets.cutout import cut_out_images
 
 asset_folders = cut_out_images(CutoutConfig(
-    project_name=project_name, input_folder=input_folder, tolerance=tolerance, gap=gap, min_area=min_area,
-    margin=margin, palette_colors=palette_colors, model_file=model_file))
+    project_name=project_name, input_folder=input_folder, shadows=shadows, close_gaps=close_gaps, holes=holes,
+    tolerance=tolerance, gap=gap, min_area=min_area, canvas=canvas, canvas_height=canvas_height, names=names,
+    pivot=pivot, power_of_two=power_of_two, palette_colors=palette_colors, pixel_art=pixel_art,
+    model_file=model_file))
+
+# %% [markdown]
+# ## Done
+# Your pictures and sprites are on Drive. Release this runtime when you are finished: an idle GPU runtime spends
+# the same daily quota that training needs.
+
+# %%
+# @title Done: release this runtime { display-mode: "form" }
+release_runtime = False  # @param {type:"boolean"}
+# @markdown Tick and run to disconnect now (same as *Runtime > Disconnect and delete runtime*); your files stay on Drive.
+from colabkit.colab import release_runtime as release
+
+released = release(release_runtime)

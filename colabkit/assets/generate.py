@@ -3,7 +3,10 @@
 A1111's PNG Info, Forge, Civitai's uploader and ComfyUI-Manager read that chunk: the prompt, a
 ``Negative prompt:`` line, then one line of ``Key: value`` pairs (values with ``,`` ``:`` or a new line
 JSON-quoted), e.g. ``Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 1024x1024,
-Model: sd_xl_base_1.0, Lora hashes: "houtline: 0123456789ab", Version: colabkit 0.x``.
+Model: sd_xl_base_1.0, Lora hashes: "houtline: 0123456789ab", RNG: CPU, Version: colabkit 0.x``.
+
+``RNG: CPU``: the starting noise comes from a CPU generator (the same on any GPU), and A1111 reads this to
+make its noise the same way. ``Model`` is the checkpoint file's name without extension, as A1111 writes it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from pathlib import Path
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 # A1111's modules/infotext_utils.py: one "Key: value" pair, the value JSON-quoted or up to the next comma.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -75,8 +79,8 @@ def lora_metadata(path: Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ColabkitError(f"{path} is not a readable .safetensors LoRA ({str(e)[:160]}). "
-                            "Pick another file in output/, or train again.") from None
+        raise ColabkitError(_("{path} is not a readable .safetensors LoRA ({text}). Pick another file in output/, "
+                              "or train again.").format(path=path, text=str(e)[:160])) from None
 
 
 def lora_hash(path: Path, metadata: dict[str, str]) -> str:
@@ -110,8 +114,11 @@ def tag_frequency(metadata: dict[str, str]) -> dict[str, int]:
 def caption_frequency(dataset: Path) -> tuple[str, dict[str, int]]:
     """(activation tag, tag frequency) from the project's captions: the fallback when a LoRA has no metadata."""
     from colabkit.dataset.captions import count_tags, split_tags
+    from colabkit.dataset.items import folders
 
-    captions = [split_tags(p.read_text(encoding="utf-8", errors="replace")) for p in sorted(dataset.glob("*.txt"))]
+    # The training set's own folders (dataset/ and its <repeats>_<name>/ sub-folders): one definition, items.py.
+    captions = [split_tags(p.read_text(encoding="utf-8", errors="replace"))
+                for folder in folders(dataset)[0] for p in sorted(folder.path.glob("*.txt"))]
     firsts = count_tags([tags[:1] for tags in captions])
     activation = firsts[0][0] if firsts and firsts[0][1] * 2 > len(captions) else ""
     return activation, dict(count_tags(captions))
@@ -139,26 +146,43 @@ def find_lora(project, name: str) -> Path | None:
             if candidate.is_file():
                 return candidate
         found = ", ".join(p.name for p in lora_files(project)) or "none yet"
-        raise ColabkitError(f"No LoRA file {name!r} in {project.output} (files there: {found}). Use one of those "
-                            "names, a full path, or leave it empty for the final file.")
+        raise ColabkitError(_("No LoRA file {name!r} in {output} (files there: {found}). Use one of those names, a "
+                              "full path, or leave it empty for the final file.").format(
+                                name=name, output=project.output, found=found))
     files = lora_files(project)
     final = project.output / f"{project.slug}.safetensors"
     if final.is_file():
         return final
     if files:
         return files[-1]
-    raise ColabkitError(f"No LoRA files in {project.output} yet: train first (notebook 2), or set lora_file to "
-                        "'none' to generate with the base model alone.")
+    raise ColabkitError(_("No LoRA files in {output} yet: train first (notebook 2), or set lora_file to 'none' to "
+                          "generate with the base model alone.").format(output=project.output))
 
 
 def lora_files(project) -> list[Path]:
-    """The project's LoRA files: per-epoch files in epoch order, then the final one."""
-    epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
-    final = project.output / f"{project.slug}.safetensors"
-    return epochs + ([final] if final.is_file() else [])
+    """The project's LoRA files: per-epoch files in epoch order, then the final one (the run's own names)."""
+    from colabkit.train.outputs import run_loras
+
+    return run_loras(project)
 
 
 # -- the step --------------------------------------------------------------------------------------------------
+
+def a1111_lora_alias(name: str) -> str:
+    """A LoRA's name as A1111 writes it in ``Lora hashes``: its ``:`` and ``,`` removed (they separate the
+    field's ``name: hash`` pairs)."""
+    return name.translate(str.maketrans("", "", ":,"))
+
+
+def generation_params(cfg, seed: int, model: str, model_hash: str | None, lora_note: str | None) -> dict:
+    """The settings line of one picture, in A1111's order and spelling."""
+    from colabkit import __version__
+
+    return {"Steps": cfg.steps, "Sampler": cfg.sampler, "CFG scale": f"{cfg.guidance_scale:g}", "Seed": seed,
+            "Size": f"{cfg.width}x{cfg.height}", "Model hash": model_hash, "Model": model,
+            "Tiling": "True" if getattr(cfg, "seamless", False) else None, "Lora hashes": lora_note,
+            "RNG": "CPU", "Version": f"colabkit {__version__}"}
+
 
 def next_number(folder: Path) -> int:
     numbers = [int(m[1]) for p in folder.glob("*.png") if (m := re.match(r"(\d{5})-", p.name))]
@@ -170,7 +194,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     from PIL.PngImagePlugin import PngInfo
     from tqdm.auto import tqdm
 
-    from colabkit import __version__, display, files
+    from colabkit import display, files
     from colabkit.assets.cutout import png_bytes
     from colabkit.assets.pipeline import load_pipeline, render, seamless, use_loras
     from colabkit.project import open_project
@@ -180,7 +204,7 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     lora = find_lora(project, cfg.lora_file)
     prompt = cfg.prompt.strip() or suggested_prompt(lora, project.dataset)
     if not cfg.prompt.strip():
-        display.show_text(f"Prompt (from your LoRA's tags): {prompt}")
+        display.show_text(_("Prompt (from your LoRA's tags): {prompt}").format(prompt=prompt))
     loaded = load_pipeline(cfg.base_model, project.models, cfg.prediction_type, device)
     use_loras(loaded, {lora: cfg.lora_scale} if lora else {})
     seed = cfg.seed if cfg.seed >= 0 else random.randrange(2**32 - cfg.num_images)
@@ -191,18 +215,17 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     shown_prompt = prompt
     if lora is not None:
         meta = lora_metadata(lora)
-        lora_note = f"{lora.stem}: {lora_hash(lora, meta)}"
-        # as typed in A1111, so pasting the text there makes the same picture
+        lora_note = f"{a1111_lora_alias(lora.stem)}: {lora_hash(lora, meta)}"
+        # as typed in A1111: pasting the text there gives the same settings (A1111's own sampler code and
+        # float16 maths still draw a slightly different picture)
         shown_prompt = f"{prompt} <lora:{lora.stem}:{cfg.lora_scale:g}>"
     paths, images = [], []
     with seamless(loaded.pipe, cfg.seamless):
-        for i in tqdm(range(cfg.num_images), desc="generating", unit="picture"):
+        for i in tqdm(range(cfg.num_images), desc=_("generating"), unit=_("picture")):
             image = render(loaded, prompt, cfg.negative_prompt, width=w, height=h, steps=cfg.steps,
                            guidance_scale=cfg.guidance_scale, seed=seed + i, sampler=cfg.sampler)
-            params = {"Steps": cfg.steps, "Sampler": cfg.sampler, "CFG scale": f"{cfg.guidance_scale:g}",
-                      "Seed": seed + i, "Size": f"{w}x{h}", "Model hash": loaded.model_hash, "Model": loaded.model_name,
-                      "Tiling": "True" if cfg.seamless else None, "Lora hashes": lora_note,
-                      "Version": f"colabkit {__version__}"}
+            params = generation_params(cfg, seed + i, loaded.checkpoint or loaded.model_name, loaded.model_hash,
+                                       lora_note)
             info = PngInfo()
             info.add_text("parameters", format_parameters(shown_prompt, cfg.negative_prompt, params))
             path = files.write_bytes(folder / f"{number + i:05d}-{seed + i}.png", png_bytes(image, info))
@@ -211,5 +234,6 @@ def generate_images(cfg, device: str | None = None) -> list[Path]:
     cols = min(len(images), 4)
     grid = files.write_bytes(folder / "grids" / f"{number:05d}-{number + len(images) - 1:05d}.png",
                              png_bytes(make_grid([im.copy() for im in images], cols=cols)))
-    display.show_image(grid, f"{len(paths)} pictures in {folder} (seeds {seed}-{seed + len(paths) - 1})", width=900)
+    display.show_image(grid, _("{n_paths} pictures in {folder} (seeds {seed}-{value})").format(
+                                 n_paths=len(paths), folder=folder, seed=seed, value=seed + len(paths) - 1), width=900)
     return paths

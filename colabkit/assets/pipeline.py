@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from colabkit.errors import ColabkitError
 from colabkit.train.models.load import quiet_diffusers
+from colabkit.i18n import _
 
 _CACHE: dict[str, Any] = {}
 
@@ -22,11 +23,12 @@ _CACHE: dict[str, Any] = {}
 @dataclass
 class Loaded:
     pipe: Any  # StableDiffusionXLPipeline
-    model_name: str  # for the PNG's "Model:" field
+    model_name: str  # for people: the preset's or file's name
     device: str
     model_hash: str | None = None  # A1111's "Model hash": the first 10 hex digits of the file's sha256, when known
     zero_terminal_snr: bool = False
     loras: dict[str, Path] = field(default_factory=dict)  # adapter name -> file
+    checkpoint: str = ""  # the PNG's "Model:" field as A1111 writes it: the checkpoint file's name without extension
 
 
 def pick_device(device: str | None = None) -> tuple[str, Any]:
@@ -65,16 +67,25 @@ def load_pipeline(base_model: str, models_dir: Path | None = None, prediction_ty
         tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=parts.unet,
         scheduler=make_scheduler("Euler", parts.noise_scheduler.config), add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
-    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev,
+    loaded = Loaded(pipe=pipe, model_name=resolved.name, device=dev, checkpoint=a1111_model_name(resolved),
                     model_hash=resolved.sha256[:10] if resolved.sha256 else None,
                     zero_terminal_snr=resolved.zero_terminal_snr)
     if not dev.startswith("cuda") and resolved.source != "builtin":
         from colabkit import display
 
-        display.show_text("No GPU: each SDXL picture takes many minutes on the CPU. In Colab: Runtime > Change "
-                          "runtime type > T4 GPU, then run the notebook again.", "warn")
+        display.show_text(_("No GPU: each SDXL picture takes many minutes on the CPU. In Colab: Runtime > Change "
+                            "runtime type > T4 GPU, then run the notebook again."), "warn")
     _CACHE.update(key=key, loaded=loaded)
     return loaded
+
+
+def a1111_model_name(resolved) -> str:
+    """A1111's ``Model:`` value: the checkpoint file's name without its extension (``sd_xl_base_1.0``), the
+    folder's name for a diffusers folder; a built-in model's own name."""
+    if resolved.source == "builtin":
+        return resolved.name
+    path = Path(resolved.path)
+    return path.stem if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".bin") else path.name
 
 
 def make_scheduler(sampler: str, config):
@@ -94,7 +105,7 @@ def make_scheduler(sampler: str, config):
         return EulerAncestralDiscreteScheduler.from_config(config)
     if sampler == "Euler":
         return EulerDiscreteScheduler.from_config(config)
-    raise ColabkitError(f"Unknown sampler {sampler!r}.")
+    raise ColabkitError(_("Unknown sampler {sampler!r}.").format(sampler=sampler))
 
 
 def use_loras(loaded: Loaded, weights: dict[Path, float]) -> None:
@@ -104,7 +115,7 @@ def use_loras(loaded: Loaded, weights: dict[Path, float]) -> None:
     for name in [n for n in loaded.loras if n not in wanted]:
         pipe.delete_adapters(name)
         del loaded.loras[name]
-    for name, (path, _) in wanted.items():
+    for name, (path, _weight) in wanted.items():  # not `_`: that is gettext here
         if name not in loaded.loras:
             from colabkit.train.lora.export import load_kohya_into_pipeline
 
@@ -112,9 +123,9 @@ def use_loras(loaded: Loaded, weights: dict[Path, float]) -> None:
                 with quiet_diffusers():  # diffusers warns for each text encoder a UNet-only LoRA leaves alone
                     load_kohya_into_pipeline(pipe, path, adapter_name=name)
             except (ValueError, KeyError, RuntimeError, OSError) as e:
-                raise ColabkitError(f"Could not load the LoRA {path.name} into {loaded.model_name} "
-                                    f"({str(e).splitlines()[0][:200]}). Is it an SDXL LoRA? A LoRA for SD 1.5 "
-                                    "or Flux does not fit an SDXL model.") from None
+                raise ColabkitError(_("Could not load the LoRA {name} into {model_name} ({error}). Is it an SDXL "
+                                      "LoRA? A LoRA for SD 1.5 or Flux does not fit an SDXL model.").format(
+                                        name=path.name, model_name=loaded.model_name, error=str(e).splitlines()[0][:200])) from None
             loaded.loras[name] = path
     if wanted:
         pipe.set_adapters(list(wanted), [w for _, w in wanted.values()])
@@ -173,13 +184,15 @@ def decode(pipe, latents):
     import torch
 
     if not torch.isfinite(latents).all():
-        raise ColabkitError("The UNet's output overflowed to NaN in float16 before decoding: the LoRA is too strong at "
-                            "this weight, or damaged. Lower lora_scale (0.6-0.8), or try an earlier epoch's file.")
+        raise ColabkitError(_("The UNet's output overflowed to NaN in float16 before decoding: the LoRA is too "
+                              "strong at this weight, or damaged. Lower lora_scale (0.6-0.8), or try an earlier "
+                              "epoch's file."))
     vae = pipe.vae
     with torch.autocast(device_type=latents.device.type, enabled=False):
         pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
     image = pipe.image_processor.postprocess(pixels.float(), output_type="pil")[0]
     if not torch.isfinite(pixels).all():
-        raise ColabkitError("The VAE decoded NaN (a black picture). The stock SDXL VAE does so in float16; colabkit "
-                            "keeps it in float32, so this checkpoint's VAE is damaged: try the base model's own file.")
+        raise ColabkitError(_("The VAE decoded NaN (a black picture). The stock SDXL VAE does so in float16; "
+                              "colabkit keeps it in float32, so this checkpoint's VAE is damaged: try the base "
+                              "model's own file."))
     return image

@@ -13,6 +13,7 @@ from pathlib import Path
 from colabkit.dataset.config import BlipModel
 from colabkit.dataset.images import load_rgb
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 TINY_BLIP_NAME = "tiny-blip"
 KNOWN_CAPTIONERS = tuple(n for n in typing.get_args(BlipModel) if n != TINY_BLIP_NAME)
@@ -38,18 +39,16 @@ def resolve_captioner(name: str) -> str:
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise ColabkitError(
-                f"The caption model folder {local} has no config.json. Use a folder saved with save_pretrained "
-                f"(model and processor), or a hub name such as {DEFAULT_CAPTIONER}."
-            )
+            raise ColabkitError(_(
+                "The caption model folder {folder} has no config.json. Use a folder saved with save_pretrained "
+                "(model and processor), or a hub name such as {example}.").format(folder=local, example=DEFAULT_CAPTIONER))
         return str(local)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.startswith((".", "~")):
         return name
-    raise ColabkitError(
-        f"Unknown caption_model {name!r}. Use {' or '.join(KNOWN_CAPTIONERS)}, another BLIP repo on the hub, "
-        f"a local folder with a saved BLIP model and processor, or the built-in '{TINY_BLIP_NAME}' (offline, CPU, "
-        "random weights: for trying the flow)."
-    )
+    raise ColabkitError(_(
+        "Unknown caption_model {name!r}. Use {known}, another BLIP repo on the hub, a local folder with a saved BLIP "
+        "model and processor, or the built-in '{tiny}' (offline, CPU, random weights: for trying the flow).").format(
+        name=name, known=" / ".join(KNOWN_CAPTIONERS), tiny=TINY_BLIP_NAME))
 
 
 class BlipCaptioner:
@@ -69,25 +68,25 @@ class BlipCaptioner:
             remote = False  # found in the local cache: no network needed
         except (OSError, ValueError) as e:  # not found, offline, not a BLIP checkpoint
             if not remote:
-                raise ColabkitError(
-                    f"Could not load the caption model {source!r} ({type(e).__name__}: {e}). Check caption_model, "
-                    "or use a local folder with a saved BLIP model and processor. " + builtin_hint("caption_model")
-                ) from None
+                raise ColabkitError(_(
+                    "Could not load the caption model {source!r} ({error}). Check caption_model, or use a local "
+                    "folder with a saved BLIP model and processor.").format(source=source, error=f"{type(e).__name__}: {e}")
+                    + " " + builtin_hint("caption_model")) from None
         if remote:
             reason = no_network_reason()
             if reason:  # said at once, instead of the hub's retries and then a traceback
-                raise ColabkitError(f"The caption model {source} is not downloaded yet and {reason}. Connect to the "
-                                    "internet, or use a local folder with a saved BLIP model and processor. "
-                                    + builtin_hint("caption_model"))
+                raise ColabkitError(_(
+                    "The caption model {source} is not downloaded yet and {reason}. Connect to the internet, or use a "
+                    "local folder with a saved BLIP model and processor.").format(source=source, reason=reason)
+                    + " " + builtin_hint("caption_model"))
             try:
                 self.processor = BlipProcessor.from_pretrained(source)
                 self.model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
             except (OSError, ValueError) as e:  # not found, not a BLIP checkpoint, network cut mid-way
-                raise ColabkitError(
-                    f"Could not load the caption model {source!r} ({type(e).__name__}: {e}). Check caption_model and "
-                    "the internet connection, or use a local folder with a saved BLIP model and processor. "
-                    + builtin_hint("caption_model")
-                ) from None
+                raise ColabkitError(_(
+                    "Could not load the caption model {source!r} ({error}). Check caption_model and the internet "
+                    "connection, or use a local folder with a saved BLIP model and processor.").format(
+                    source=source, error=f"{type(e).__name__}: {e}") + " " + builtin_hint("caption_model")) from None
         self.model.to(self.device).eval()
         size = getattr(self.processor.image_processor, "size", None) or {}
         self.image_size = int(size.get("height") or size.get("shortest_edge") or 384)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 CAPTION_EXT = ".txt"
 
@@ -105,13 +106,13 @@ def parse_replacements(text: str) -> list[tuple[str, str]]:
     pairs = []
     for entry in split_tags(text):
         if "=" not in entry:
-            raise ColabkitError(
-                f"replace_tags entry {entry!r} has no '='. Write replacements as old=new, separated by commas "
-                "(e.g. 'monochrome=black and white, sketch='; an empty right side removes the tag)."
-            )
+            raise ColabkitError(_(
+                "replace_tags entry {entry!r} has no '='. Write replacements as old=new, separated by commas "
+                "(e.g. 'monochrome=black and white, sketch='; an empty right side removes the tag).").format(entry=entry))
         old, new = (s.strip() for s in entry.split("=", 1))
         if not old:
-            raise ColabkitError(f"replace_tags entry {entry!r} has nothing before '='. Write it as old=new.")
+            raise ColabkitError(_("replace_tags entry {entry!r} has nothing before '='. Write it as old=new.").format(
+                entry=entry))
         pairs.append((old, new))
     return pairs
 
@@ -144,10 +145,9 @@ def check_trigger(trigger: str) -> str:
     """The cleaned activation tag, or an error when it cannot work as one tag."""
     trigger = (trigger or "").strip()
     if "," in trigger or "\n" in trigger:
-        raise ColabkitError(
-            f"activation_tag {trigger!r} contains a comma: it must be a single tag, e.g. 'houtline'. "
-            "Put other tags you want on every image in global_tags."
-        )
+        raise ColabkitError(_(
+            "activation_tag {tag!r} contains a comma: it must be a single tag, e.g. 'houtline'. "
+            "Put other tags you want on every image in global_tags.").format(tag=trigger))
     return trigger
 
 
@@ -155,22 +155,20 @@ def trigger_warnings(trigger: str, known_tags: Iterable[str] = ()) -> list[str]:
     """Why ``trigger`` may be a poor activation tag (empty list when it looks fine)."""
     trigger = (trigger or "").strip()
     if not trigger:
-        return [
+        return [_(
             "No activation_tag set: the LoRA will have no trigger word. Set one (a made-up word such as "
-            "'houtline') so you can switch the style on in prompts."
-        ]
+            "'houtline') so you can switch the style on in prompts.")]
     warnings = []
     key = tag_key(trigger)
     if key in COMMON_WORDS or any(w in COMMON_WORDS for w in key.split()):
-        warnings.append(
-            f"activation_tag {trigger!r} is (or contains) a common word the base model already knows; "
-            "the LoRA will blend with that meaning. A made-up word such as 'houtline' works better."
-        )
+        warnings.append(_(
+            "activation_tag {tag!r} is (or contains) a common word the base model already knows; "
+            "the LoRA will blend with that meaning. A made-up word such as 'houtline' works better.").format(
+            tag=trigger))
     if key in {tag_key(t) for t in known_tags}:
-        warnings.append(
-            f"activation_tag {trigger!r} is also a tag the tagger emits; it will mean both your style and that "
-            "tag. Pick a made-up word instead."
-        )
+        warnings.append(_(
+            "activation_tag {tag!r} is also a tag the tagger emits; it will mean both your style and that "
+            "tag. Pick a made-up word instead.").format(tag=trigger))
     return warnings
 
 

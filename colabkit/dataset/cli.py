@@ -1,51 +1,57 @@
 """``colabkit check | tag | curate``: the dataset notebook's steps from a terminal.
 
 Options are the notebook's form-field names with dashes, generated from each step's config
-(``colabkit.dataset.config``) by the same code that generates ``colabkit train``'s from TrainConfig.
+(``colabkit.dataset.config``) by ``colabkit.cli_options``, as every step's are.
 Reports are printed as plain text; user mistakes surface as ColabkitError, which
 ``colabkit.cli.main`` prints without a traceback.
 """
 
 from __future__ import annotations
 
-from colabkit.cli import add_config_options, config_from_args
+from colabkit.cli_options import add_config_options, config_from_args
+from colabkit.i18n import N_, _
 
 
-def _columns(rows: list[dict[str, str]], keys: list[str]) -> str:
-    widths = {k: min(48, max([len(k)] + [len(r[k]) for r in rows])) for k in keys}
-    lines = ["  ".join(k.ljust(widths[k]) for k in keys)]
+# The report table's column headings, translated where shown.
+HEADINGS = {"file": N_("file"), "status": N_("status"), "size": N_("size"), "mode": N_("mode"),
+            "details": N_("details")}
+
+
+def _columns(rows: list[dict[str, str]], keys: list[str], headings: dict[str, str] | None = None) -> str:
+    titles = {k: _((headings or {}).get(k, k)) for k in keys}
+    widths = {k: min(48, max([len(titles[k])] + [len(r[k]) for r in rows])) for k in keys}
+    lines = ["  ".join(titles[k].ljust(widths[k]) for k in keys)]
     for r in rows:
         lines.append("  ".join(r[k].ljust(widths[k]) for k in keys).rstrip())
     return "\n".join(lines)
 
 
 def format_check(report) -> str:
-    parts = [report.summary(), *("warning: " + w for w in report.warnings)]
-    rows = report.rows()
+    parts = [report.summary(), *(_("warning: {text}").format(text=w) for w in report.warnings)]
+    rows = [{**r, "status": _(r["status"])} for r in report.rows()]  # the status is a key in the data
     if rows:
-        parts.append(_columns(rows, ["file", "status", "size", "mode", "details"]))
+        parts.append(_columns(rows, ["file", "status", "size", "mode", "details"], HEADINGS))
         fixes = [f"  {r['file']}: {r['fix']}" for r in rows if r["fix"]]
         if fixes:
-            parts += ["What to do:", *fixes]
+            parts += [_("What to do:"), *fixes]
     return "\n".join(parts)
 
 
 def format_tag(report) -> str:
-    parts = [report.summary(), *("warning: " + w for w in report.warnings)]
-    parts += [f"failed: {p.file.name}: {p.reason}. {p.fix}" for p in report.failed]
+    parts = [report.summary(), *(_("warning: {text}").format(text=w) for w in report.warnings)]
+    parts += [_("failed: {file}: {reason}. {fix}").format(file=p.file.name, reason=p.reason, fix=p.fix)
+              for p in report.failed]
     if report.written:
-        parts.append(
-            f"{report.images_per_second:.2f} images/s; {report.overhead_share:.0%} of the time outside the model "
-            f"(model load {report.seconds_load:.1f} s)."
-        )
+        parts.append(_("{speed:.2f} images/s; {share:.0%} of the time outside the model (model load {load:.1f} s).")
+                     .format(speed=report.images_per_second, share=report.overhead_share, load=report.seconds_load))
     parts += [f"  {name}: {text}" for name, text in report.captions.items()]
     return "\n".join(parts)
 
 
 def format_curate(report, top: int = 50) -> str:
-    parts = [report.summary(), *("warning: " + w for w in report.warnings)]
+    parts = [report.summary(), *(_("warning: {text}").format(text=w) for w in report.warnings)]
     if report.frequencies:
-        parts.append(f"Top {min(top, len(report.frequencies))} tags:")
+        parts.append(_("Top {n} tags:").format(n=min(top, len(report.frequencies))))
         parts += [f"  {n:4d}  {tag}" for tag, n in report.frequencies[:top]]
     return "\n".join(parts)
 
@@ -82,15 +88,19 @@ def register_cli(subparsers) -> None:
     options are generated from the step's config, as ``colabkit train``'s are from TrainConfig."""
     from colabkit.dataset.config import CheckConfig, CurateConfig, TagConfig
 
-    s = subparsers.add_parser("check", help="check and clean the images in Loras/<project>/dataset/")
+    text = _("check and clean the images in Loras/<project>/dataset/")
+    s = subparsers.add_parser("check", help=text, description=text)
     add_config_options(s, CheckConfig)
     s.set_defaults(func=cmd_check)
 
-    s = subparsers.add_parser("tag", help="write a caption .txt beside every usable image (WD14 tags or BLIP)")
+    text = _("write a caption .txt beside every usable image (WD14 tags or BLIP)")
+    s = subparsers.add_parser("tag", help=text, description=text)
     add_config_options(s, TagConfig)
     s.set_defaults(func=cmd_tag)
 
-    s = subparsers.add_parser("curate", help="trigger word first, blacklist, replace, global tags; tag frequencies")
+    text = _("trigger word first, blacklist, replace, global tags; tag frequencies")
+    s = subparsers.add_parser("curate", help=text, description=text)
     add_config_options(s, CurateConfig)
-    s.add_argument("--top", type=int, default=50, help="how many of the most frequent tags to list (default 50)")
+    s.add_argument("--top", type=int, default=50,
+                   help=_("How many of the most frequent tags to list. Default: {default}.").format(default=50))
     s.set_defaults(func=cmd_curate)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from colabkit.choices import StepConfig
+from colabkit.choices import StepConfig, setting
 from colabkit.dataset.captions import CaptionEdits
 from colabkit.dataset.images import MAX_ASPECT, MIN_SIDE
 from colabkit.errors import ColabkitError
+from colabkit.i18n import N_, _
 
 TaggingMethod = Literal["anime tags", "photo captions"]
 # SmilingWolf's WD14 v3 taggers, best first, and the built-in random-weight one (no download, for trying
@@ -39,36 +40,56 @@ def _edit_problems(**fields: str) -> list[str]:
 class CheckConfig(StepConfig):
     """Step 2 of the dataset notebook: which images are usable (saved as the limits tagging and training use)."""
 
-    project_name: str
-    move_rejected: bool = False  # move problem files to dataset/_rejected/ (never deletes)
-    min_side: int = MIN_SIDE  # shorter side below this (px) is too small to train on
-    max_aspect: float = MAX_ASPECT  # longer side / shorter side above this is cropped away in training
+    project_name: str = setting(help=N_(
+        "Your project's folder name under MyDrive/Loras/ (letters, digits, - and _)."))
+    move_rejected: bool = setting(False, N_(
+        "Move problem files into dataset/_rejected/ (nothing is ever deleted); off: they are only listed."))
+    min_side: int = setting(MIN_SIDE, N_(
+        "Images whose shorter side is below this many pixels are too small to train on."))
+    max_aspect: float = setting(MAX_ASPECT, N_(
+        "Images longer than this on one side (4.0 = 4:1) would be mostly cropped away in training."))
 
     def _problems(self):
         if self.min_side < 1:
-            yield f"min_side must be at least 1; got {self.min_side}."
+            yield _("min_side must be at least 1; got {value}.").format(value=self.min_side)
         if self.max_aspect < 1:
-            yield f"max_aspect must be at least 1 (1 = square only); got {self.max_aspect}."
+            yield _("max_aspect must be at least 1 (1 = square only); got {value}.").format(value=self.max_aspect)
 
 
 @dataclass(frozen=True)
 class TagConfig(StepConfig):
     """Step 3: a caption for every usable image, WD14 tags (``anime tags``) or a BLIP sentence (``photo captions``)."""
 
-    project_name: str
-    tagging_method: TaggingMethod = "anime tags"
-    tagger_model: WD14Model | str = "wd-eva02-large-tagger-v3"
-    tag_threshold: float = 0.35  # lower gives more tags
-    character_threshold: float = 0.85  # above 1 turns character tags off
-    include_ratings: bool = False  # add the most likely rating tag (general, sensitive, ...)
-    caption_model: BlipModel | str = "Salesforce/blip-image-captioning-large"
-    caption_min_length: int = 5  # in tokens
-    caption_max_length: int = 40
-    caption_beams: int = 3
-    activation_tag: str = ""  # the trigger word, put first in every caption
-    blacklist_tags: str = ""  # comma-separated, * allowed: never written
-    overwrite_captions: bool = False  # re-tag images that already have a caption
-    batch_size: int = 8  # images per model call
+    project_name: str = setting(help=N_(
+        "Your project's folder name under MyDrive/Loras/ (letters, digits, - and _)."))
+    tagging_method: TaggingMethod = setting("anime tags", N_(
+        "anime tags: a WD14 tagger lists what it sees (drawings, anime, illustration); photo captions: BLIP writes "
+        "one sentence per image (photos, realistic work)."))
+    tagger_model: WD14Model | str = setting("wd-eva02-large-tagger-v3", N_(
+        "The WD14 tagger for anime tags; also a hub repo or a folder on Drive with your own model. tiny-wd14 is "
+        "built in with random weights: it tries the flow in seconds, but its tags mean nothing."))
+    tag_threshold: float = setting(0.35, N_(
+        "How sure the tagger must be to write a tag: lower gives more tags (0.35 is a good start)."))
+    character_threshold: float = setting(0.85, N_(
+        "How sure it must be to name a known character; above 1 switches character tags off (usually right for a "
+        "style LoRA)."))
+    include_ratings: bool = setting(False, N_("Also write the most likely rating tag (general, sensitive, ...)."))
+    caption_model: BlipModel | str = setting("Salesforce/blip-image-captioning-large", N_(
+        "The BLIP model for photo captions; also a hub repo or a folder on Drive. tiny-blip is built in with "
+        "random weights: its captions mean nothing."))
+    caption_min_length: int = setting(5, N_("Shortest photo caption, in tokens."))
+    caption_max_length: int = setting(40, N_("Longest photo caption, in tokens."))
+    caption_beams: int = setting(3, N_("Beam search width for photo captions: more is slower and sometimes better."))
+    activation_tag: str = setting("", N_(
+        "Your trigger word: a made-up word such as houtline that you will type in prompts. It is put first in "
+        "every caption."))
+    blacklist_tags: str = setting("", N_(
+        "Tags that are never written, comma-separated, * allowed. Tags describing your style itself (e.g. "
+        "monochrome, lineart) are better left out so the trigger word learns them."))
+    overwrite_captions: bool = setting(False, N_(
+        "Tag again images that already have a caption file; off: existing captions are kept (only given the "
+        "trigger word)."))
+    batch_size: int = setting(8, N_("Images per model call: bigger is faster but needs more memory."))
 
     @property
     def anime(self) -> bool:
@@ -85,16 +106,18 @@ class TagConfig(StepConfig):
 
     def _problems(self):
         if not 0 < self.tag_threshold <= 1:
-            yield f"tag_threshold {self.tag_threshold} must be between 0 and 1 (0.35 is a good start)."
+            yield _("tag_threshold {value} must be between 0 and 1 (0.35 is a good start).").format(
+                value=self.tag_threshold)
         if self.character_threshold <= 0:
-            yield f"character_threshold {self.character_threshold} must be above 0 (above 1 turns character tags off)."
+            yield _("character_threshold {value} must be above 0 (above 1 turns character tags off).").format(
+                value=self.character_threshold)
         if self.batch_size < 1:
-            yield f"batch_size {self.batch_size} must be at least 1."
+            yield _("batch_size {value} must be at least 1.").format(value=self.batch_size)
         if self.caption_beams < 1:
-            yield f"caption_beams {self.caption_beams} must be at least 1."
+            yield _("caption_beams {value} must be at least 1.").format(value=self.caption_beams)
         if not 0 <= self.caption_min_length <= self.caption_max_length or self.caption_max_length < 1:
-            yield (f"caption_min_length ({self.caption_min_length}) and caption_max_length ({self.caption_max_length}) "
-                   "must satisfy 0 <= min <= max, max at least 1 (5 and 40 are usual).")
+            yield _("caption_min_length ({min}) and caption_max_length ({max}) must satisfy 0 <= min <= max, max at "
+                    "least 1 (5 and 40 are usual).").format(min=self.caption_min_length, max=self.caption_max_length)
         yield from _edit_problems(activation_tag=self.activation_tag, blacklist_tags=self.blacklist_tags)
 
 
@@ -102,11 +125,15 @@ class TagConfig(StepConfig):
 class CurateConfig(StepConfig):
     """Step 4: edits applied to every caption (trigger first, blacklist, replacements, global tags)."""
 
-    project_name: str
-    activation_tag: str = ""
-    blacklist_tags: str = ""
-    replace_tags: str = ""  # old=new, old2=new2 (an empty new removes the tag)
-    global_tags: str = ""  # added to every caption, right after the trigger word
+    project_name: str = setting(help=N_(
+        "Your project's folder name under MyDrive/Loras/ (letters, digits, - and _)."))
+    activation_tag: str = setting("", N_(
+        "Your trigger word, put first and only once in every caption (Step 3's activation_tag)."))
+    blacklist_tags: str = setting("", N_(
+        "Tags removed from every caption, comma-separated, * allowed (Step 3's blacklist_tags)."))
+    replace_tags: str = setting("", N_(
+        "old=new pairs, comma-separated (monochrome=black and white, sketch=); nothing after = removes the tag."))
+    global_tags: str = setting("", N_("Tags added to every caption, right after the trigger word."))
 
     @property
     def edits(self) -> CaptionEdits:

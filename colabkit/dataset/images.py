@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from colabkit.i18n import _
+
 MIN_SIDE = 512  # shorter side below this is upscaled so much at 1024 px training that it teaches blur
 MAX_ASPECT = 4.0  # SDXL aspect buckets stop around 4:1 (2048x512); beyond that most of the image is cropped
 MAX_FILE_BYTES = 1 << 30  # no drawing is this big; reading it whole would only fill the RAM
@@ -219,27 +221,27 @@ def _oriented_size(img: Image.Image) -> tuple[int, int]:
 def _notes(img: Image.Image, size: tuple[int, int]) -> tuple[str, ...]:
     notes = []
     if size != img.size:
-        notes.append("rotated by its EXIF tag")
+        notes.append(_("rotated by its EXIF tag"))
     mode = img.mode
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
-        notes.append("transparency composited onto white")
+        notes.append(_("transparency composited onto white"))
     if mode == "P":
-        notes.append("palette converted to RGB")
+        notes.append(_("palette converted to RGB"))
     elif mode == "CMYK":
-        notes.append("CMYK converted to RGB")
+        notes.append(_("CMYK converted to RGB"))
     elif mode.startswith("I") or mode == "F":
-        notes.append("16-bit scaled to 8-bit RGB")
+        notes.append(_("16-bit scaled to 8-bit RGB"))
     elif mode in ("L", "LA", "1"):
-        notes.append("greyscale")
+        notes.append(_("greyscale"))
     return tuple(notes)
 
 
 def _not_image_fix(path: Path) -> str:
     app = _PROJECT_FORMATS.get(path.suffix.lower())
     if app:
-        return f"this is a {app} file: export the drawing as PNG (or JPEG) into dataset/."
-    return "move it out of dataset/ (only PNG, JPEG, WebP and other image files are used)."
+        return _("this is a {app} file: export the drawing as PNG (or JPEG) into dataset/.").format(app=app)
+    return _("move it out of dataset/ (only PNG, JPEG, WebP and other image files are used).")
 
 
 def read_bytes(path: Path) -> bytes:
@@ -252,10 +254,12 @@ def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MA
     try:
         size_bytes = path.stat().st_size
         if size_bytes == 0:
-            return Problem(path, "empty", "the file is empty (0 bytes)", "upload it again; the copy did not finish.")
+            return Problem(path, "empty", _("the file is empty (0 bytes)"),
+                           _("upload it again; the copy did not finish."))
         if size_bytes > MAX_FILE_BYTES:
-            return Problem(path, "huge", f"the file is {size_bytes / 2**30:.1f} GB, too large for a training image",
-                           "save a smaller copy (e.g. 4096 px on the long side, PNG or JPEG) and use that instead.")
+            return Problem(path, "huge", _("the file is {size:.1f} GB, too large for a training image").format(
+                size=size_bytes / 2**30),
+                _("save a smaller copy (e.g. 4096 px on the long side, PNG or JPEG) and use that instead."))
         data = read_bytes(path)
         with warnings.catch_warnings():
             # Decompression-bomb limits stay on; above Pillow's soft limit we reject rather than warn.
@@ -267,8 +271,8 @@ def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MA
                     return Problem(
                         path,
                         "animated",
-                        f"animated {fmt} with {img.n_frames} frames",
-                        "export the frame you want as a PNG and move the animation out of dataset/.",
+                        _("animated {format} with {n} frames").format(format=fmt, n=img.n_frames),
+                        _("export the frame you want as a PNG and move the animation out of dataset/."),
                     )
                 notes = _notes(img, size)
                 mode = img.mode
@@ -280,19 +284,20 @@ def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MA
         return Problem(
             path,
             "huge",
-            f"too many pixels to open safely (over {limit / 1e6:.0f} megapixels)",
-            "save a smaller copy (e.g. 4096 px on the long side) and use that instead.",
+            _("too many pixels to open safely (over {megapixels:.0f} megapixels)").format(megapixels=limit / 1e6),
+            _("save a smaller copy (e.g. 4096 px on the long side) and use that instead."),
         )
     except UnidentifiedImageError:
-        return Problem(path, "not an image", "not an image file Pillow can read", _not_image_fix(path))
+        return Problem(path, "not an image", _("not an image file Pillow can read"), _not_image_fix(path))
     except MemoryError:
-        return Problem(path, "huge", "too large to decode in memory", "save a smaller copy (e.g. 4096 px long side).")
+        return Problem(path, "huge", _("too large to decode in memory"),
+                       _("save a smaller copy (e.g. 4096 px long side)."))
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error...
         return Problem(
             path,
             "corrupt",
-            f"corrupt or truncated ({type(e).__name__}: {e})",
-            "open it in your drawing app and export it again, or upload it again if the upload was cut off.",
+            _("corrupt or truncated ({error})").format(error=f"{type(e).__name__}: {e}"),
+            _("open it in your drawing app and export it again, or upload it again if the upload was cut off."),
         )
 
     w, h = size
@@ -300,16 +305,18 @@ def inspect_file(path: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MA
         return Problem(
             path,
             "too small",
-            f"too small to train: {w}x{h}, shorter side under {min_side} px",
-            f"export it at a larger size (at least {min_side} px on the short side, ideally 1024+).",
+            _("too small to train: {size}, shorter side under {min_side} px").format(size=f"{w}x{h}", min_side=min_side),
+            _("export it at a larger size (at least {min_side} px on the short side, ideally 1024+).").format(
+                min_side=min_side),
         )
     aspect = max(w, h) / min(w, h)
     if aspect > max_aspect:
         return Problem(
             path,
             "aspect ratio",
-            f"extreme aspect ratio {aspect:.1f}:1 ({w}x{h})",
-            f"crop it into parts no longer than {max_aspect:g}:1, or crop to the interesting area.",
+            _("extreme aspect ratio {aspect:.1f}:1 ({size})").format(aspect=aspect, size=f"{w}x{h}"),
+            _("crop it into parts no longer than {max_aspect:g}:1, or crop to the interesting area.").format(
+                max_aspect=max_aspect),
         )
     digest = hashlib.sha256(data).hexdigest()
     return ImageInfo(path, w, h, mode, fmt, size_bytes, digest, phash, notes)
@@ -330,8 +337,8 @@ def find_duplicates(images: list[ImageInfo], max_bits: int = NEAR_DUPLICATE_BITS
                 Problem(
                     info.file,
                     "duplicate",
-                    f"exact copy of {first.file.name}",
-                    f"keep only one copy; {info.file.name} is left out of training.",
+                    _("exact copy of {file}").format(file=first.file.name),
+                    _("keep only one copy; {file} is left out of training.").format(file=info.file.name),
                 )
             )
             continue
@@ -342,8 +349,8 @@ def find_duplicates(images: list[ImageInfo], max_bits: int = NEAR_DUPLICATE_BITS
                 Problem(
                     info.file,
                     "near-duplicate",
-                    f"looks almost the same as {twin.file.name}",
-                    "keep both only if the difference matters; near-copies make the LoRA memorise that picture.",
+                    _("looks almost the same as {file}").format(file=twin.file.name),
+                    _("keep both only if the difference matters; near-copies make the LoRA memorise that picture."),
                     rejected=False,
                 )
             )
@@ -362,8 +369,9 @@ def caption_clashes(images: list[ImageInfo]) -> list[Problem]:
                 Problem(
                     info.file,
                     "name clash",
-                    f"same name as {seen[stem].file.name}, so both would share the caption {info.file.stem}.txt",
-                    "rename one of them.",
+                    _("same name as {other}, so both would share the caption {caption}").format(
+                        other=seen[stem].file.name, caption=f"{info.file.stem}.txt"),
+                    _("rename one of them."),
                 )
             )
         else:
@@ -383,8 +391,8 @@ def scan_folder(
             Problem(
                 sub,
                 "folder",
-                "sub-folder: files inside it are not used",
-                "move the images directly into dataset/.",
+                _("sub-folder: files inside it are not used"),
+                _("move the images directly into dataset/."),
                 rejected=False,
             )
         )

@@ -35,6 +35,7 @@ from colabkit.dataset.images import ImageInfo, Problem
 from colabkit.dataset.items import CHECK_SETTINGS, read_caption  # noqa: F401  (read_caption: public here too)
 from colabkit.dataset.loader import batched, prefetch
 from colabkit.errors import ColabkitError
+from colabkit.i18n import N_, _, ngettext
 from colabkit.project import Project, open_project
 
 TAGGING_METHODS = field_choices(TagConfig, "tagging_method")
@@ -42,6 +43,8 @@ DEFAULT_TAGGER = TagConfig.tagger_model
 DEFAULT_CAPTIONER = TagConfig.caption_model
 VOCABULARY = "tagger_vocabulary.json"  # in training/: the tags the last WD14 tagger can emit
 MIN_GOOD_COUNT = 10  # fewer usable images than this rarely gives a style LoRA that generalises
+# A check row's status: kept in English in the data (the table's colours key on it), translated where shown.
+STATUSES = (N_("ok"), N_("warning"), N_("rejected"), N_("moved to _rejected/"))
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -71,7 +74,7 @@ class DatasetReport:
             details = list(info.notes) + ([warn.reason] if warn else [])
             rows.append(
                 dict(
-                    file=info.file.name,
+                    file=items.relative_name(info.file, self.folder),
                     status="warning" if warn else "ok",
                     size=f"{info.width}x{info.height}",
                     mode=f"{info.mode} {info.format}",
@@ -84,7 +87,7 @@ class DatasetReport:
                 moved = self.moved.get(p.file)
                 rows.append(
                     dict(
-                        file=p.file.name + ("/" if p.kind == "folder" else ""),
+                        file=items.relative_name(p.file, self.folder) + ("/" if p.kind == "folder" else ""),
                         status=("moved to _rejected/" if moved else "rejected") if p.rejected else "warning",
                         size="",
                         mode="",
@@ -96,13 +99,28 @@ class DatasetReport:
 
     def summary(self) -> str:
         n_rej = len(self.rejected)
-        text = f"{len(self.accepted)} images ready, {n_rej} rejected"
+        text = ngettext("{n} image ready", "{n} images ready", len(self.accepted)).format(n=len(self.accepted))
+        text += ", " + ngettext("{n} rejected", "{n} rejected", n_rej).format(n=n_rej)
         n_warn = len(self.problems) - n_rej
         if n_warn:
-            text += f", {n_warn} warnings"
+            text += ", " + ngettext("{n} warning", "{n} warnings", n_warn).format(n=n_warn)
         if self.moved:
-            text += f"; {len(self.moved)} files moved to {self.folder.name}/_rejected/"
-        return text + "."
+            text += "; " + ngettext("{n} file moved to {folder}", "{n} files moved to {folder}",
+                                    len(self.moved)).format(n=len(self.moved), folder=f"{self.folder.name}/_rejected/")
+        return text + "." + self.folders_line()
+
+    def folders_line(self) -> str:
+        """The training folders and their usable images, when the dataset has <repeats>_<name>/ sub-folders."""
+        counts: dict[str, int] = {}
+        for info in self.accepted:
+            where = items.folder_of(info.file, self.folder)
+            counts[where.name] = counts.get(where.name, 0) + 1
+        if set(counts) <= {""}:
+            return ""
+        parts = [_("{folder}: {images} images, {repeats} repeats each").format(
+            folder=name + "/", images=n, repeats=items.folder_repeats(name)) if name else
+            _("dataset/: {images} images, num_repeats each").format(images=n) for name, n in sorted(counts.items())]
+        return " " + _("Folders: {parts}.").format(parts="; ".join(parts))
 
 
 @dataclass
@@ -132,18 +150,20 @@ class TagReport:
         return 1.0 - self.seconds_model / self.seconds_total if self.seconds_total else 0.0
 
     def summary(self) -> str:
-        parts = [f"{len(self.written)} captions written"]
+        parts = [ngettext("{n} caption written", "{n} captions written", len(self.written)).format(n=len(self.written))]
         if self.kept or self.updated:
-            parts.append(f"{len(self.kept) + len(self.updated)} existing kept ({len(self.updated)} given the trigger/blacklist)")
+            parts.append(_("{n} existing kept ({updated} given the trigger/blacklist)").format(
+                n=len(self.kept) + len(self.updated), updated=len(self.updated)))
         if self.skipped:
-            parts.append(f"{len(self.skipped)} rejected files skipped")
+            parts.append(ngettext("{n} rejected file skipped", "{n} rejected files skipped",
+                                  len(self.skipped)).format(n=len(self.skipped)))
         if self.failed:
-            parts.append(f"{len(self.failed)} failed")
+            parts.append(ngettext("{n} failed", "{n} failed", len(self.failed)).format(n=len(self.failed)))
         text = ", ".join(parts) + f" ({self.method}, {self.model}"
         if self.device:
-            text += f" on {self.device}"
+            text += " " + _("on {device}").format(device=self.device)
         if self.written and self.seconds_total:
-            text += f", {self.images_per_second:.1f} images/s"
+            text += ", " + _("{speed:.1f} images/s").format(speed=self.images_per_second)
         return text + ")."
 
 
@@ -157,10 +177,13 @@ class CurateReport:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = f"{len(self.changed)} captions edited, {len(self.unchanged)} already fine"
+        text = _("{edited} captions edited, {fine} already fine").format(edited=len(self.changed),
+                                                                         fine=len(self.unchanged))
         if self.missing:
-            text += f", {len(self.missing)} images without a caption"
-        return text + f"; {len(self.frequencies)} distinct tags."
+            text += ", " + ngettext("{n} image without a caption", "{n} images without a caption",
+                                    len(self.missing)).format(n=len(self.missing))
+        return text + "; " + ngettext("{n} distinct tag.", "{n} distinct tags.",
+                                      len(self.frequencies)).format(n=len(self.frequencies))
 
 
 # --- configs and the state steps share (in the project's files) -------------------------------------
@@ -193,10 +216,8 @@ def load_vocabulary(project: Project) -> list[str]:
 
 
 def _empty_hint(project: Project) -> str:
-    return (
-        f"{project.dataset} has no images. Upload 10-100 drawings (PNG or JPEG) into Loras/{project.name}/dataset/ "
-        "on your Drive, then run this step again."
-    )
+    return _("{folder} has no images. Upload 10-100 drawings (PNG or JPEG) into {dataset} on your Drive, then run "
+             "this step again.").format(folder=project.dataset, dataset=f"Loras/{project.name}/dataset/")
 
 
 # --- step 1: check -----------------------------------------------------------------------------
@@ -228,9 +249,10 @@ def check_dataset(config: CheckConfig | str, *, progress: bool = True, **fields)
     if not scan.accepted and not scan.problems:
         report.warnings.append(_empty_hint(project))
     elif len(scan.accepted) < MIN_GOOD_COUNT:
-        report.warnings.append(
-            f"Only {len(scan.accepted)} usable images. 10-100 varied drawings work best; add more if you can."
-        )
+        report.warnings.append(ngettext(
+            "Only {n} usable image. 10-100 varied drawings work best; add more if you can.",
+            "Only {n} usable images. 10-100 varied drawings work best; add more if you can.",
+            len(scan.accepted)).format(n=len(scan.accepted)))
     return report
 
 
@@ -266,10 +288,9 @@ def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress
     report.skipped = [p for p in scan.problems if p.rejected]
     if not scan.accepted:
         if scan.problems:
-            raise ColabkitError(
-                f"None of the {len(scan.problems)} files in {project.dataset} can be used. Run the check step "
-                "to see each file's problem and how to fix it."
-            )
+            raise ColabkitError(_(
+                "None of the {n} files in {folder} can be used. Run the check step to see each file's problem and "
+                "how to fix it.").format(n=len(scan.problems), folder=project.dataset))
         raise ColabkitError(_empty_hint(project))
 
     todo: list[Path] = []
@@ -279,8 +300,8 @@ def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress
             todo.append(info.file)
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.updated if changed else report.kept).append(info.file.name)
-        report.captions[info.file.name] = new
+        (report.updated if changed else report.kept).append(items.shown_name(info.file))
+        report.captions[items.shown_name(info.file)] = new
 
     vocabulary: list[str] = []
     if todo:
@@ -325,16 +346,15 @@ def tag_dataset(config: TagConfig | str, *, workers: int | None = None, progress
 
     report.warnings += trigger_warnings(edits.trigger, vocabulary or load_vocabulary(project))
     if report.device == "CPUExecutionProvider" and Path("/dev/nvidia0").exists():
-        report.warnings.append(
+        report.warnings.append(_(
             "A GPU is present but this onnxruntime has no CUDA support, so tagging ran on the CPU. "
-            "`pip install onnxruntime-gpu` (instead of onnxruntime) lets it use the GPU."
-        )
+            "`pip install onnxruntime-gpu` (instead of onnxruntime) lets it use the GPU."))
     empty = [name for name in report.written if not split_tags(report.captions[name])[1 if edits.trigger else 0 :]]
     if empty:
-        report.warnings.append(
-            f"{len(empty)} images got no tags above tag_threshold ({', '.join(empty[:5])}"
-            f"{', ...' if len(empty) > 5 else ''}); lower tag_threshold or caption them by hand."
-        )
+        report.warnings.append(ngettext(
+            "{n} image got no tags above tag_threshold ({names}); lower tag_threshold or caption it by hand.",
+            "{n} images got no tags above tag_threshold ({names}); lower tag_threshold or caption them by hand.",
+            len(empty)).format(n=len(empty), names=", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")))
     return report
 
 
@@ -359,7 +379,8 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc="Tagging" if report.method == "anime tags" else "Captioning", unit="img", disable=not progress)
+    bar = tqdm(total=len(todo), desc=_("Tagging") if report.method == "anime tags" else _("Captioning"),
+               unit=_("img"), disable=not progress)
     start = time.perf_counter()
     # Caption writes (temp file + fsync + rename, slow on Drive) go to one writer thread so the model
     # never waits for the disk; a single thread keeps them in order.
@@ -377,8 +398,9 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
                         Problem(
                             loaded.item,
                             "unreadable",
-                            f"could not be read for tagging ({type(loaded.error).__name__}: {loaded.error})",
-                            "export it again as PNG or JPEG, then run this step again.",
+                            _("could not be read for tagging ({error})").format(
+                                error=f"{type(loaded.error).__name__}: {loaded.error}"),
+                            _("export it again as PNG or JPEG, then run this step again."),
                         )
                     )
             if good:
@@ -386,8 +408,8 @@ def _stream(todo, load_fn, run, edits: CaptionEdits, batch_size, workers, progre
                 for g, tags in zip(good, tag_lists):
                     text = join_tags(edits.apply(tags))
                     writes.append(writer.submit(_write_caption, g.item, text))
-                    report.written.append(g.item.name)
-                    report.captions[g.item.name] = text
+                    report.written.append(items.shown_name(g.item))
+                    report.captions[items.shown_name(g.item)] = text
             bar.update(len(chunk))
     finally:
         writer.shutdown(wait=True)
@@ -412,18 +434,19 @@ def curate_captions(config: CurateConfig | str, *, top: int = 50, **fields) -> C
     for info in items.scan(project).accepted:
         old = read_caption(info.file)
         if old is None:
-            report.missing.append(info.file.name)
+            report.missing.append(items.shown_name(info.file))
             continue
         new, changed = _edit_caption(info.file, old, edits)
-        (report.changed if changed else report.unchanged).append(info.file.name)
+        (report.changed if changed else report.unchanged).append(items.shown_name(info.file))
         all_tags.append(split_tags(new))
     report.frequencies = count_tags(all_tags)[:top] if top else count_tags(all_tags)
     report.warnings += trigger_warnings(edits.trigger, load_vocabulary(project))
     if report.missing:
-        report.warnings.append(
-            f"{len(report.missing)} usable images have no caption yet ({', '.join(report.missing[:5])}"
-            f"{', ...' if len(report.missing) > 5 else ''}): run the tagging step first."
-        )
+        report.warnings.append(ngettext(
+            "{n} usable image has no caption yet ({names}): run the tagging step first.",
+            "{n} usable images have no caption yet ({names}): run the tagging step first.",
+            len(report.missing)).format(n=len(report.missing),
+                                        names=", ".join(report.missing[:5]) + (", ..." if len(report.missing) > 5 else "")))
     return report
 
 
@@ -438,15 +461,18 @@ def captioned_images(project_name: str) -> list[tuple[Path, str]]:
 
 def tag_frequencies(project_name: str) -> list[tuple[str, int]]:
     """(tag, number of captions containing it), most frequent first, over the usable images."""
-    return count_tags(split_tags(text) for _, text in captioned_images(project_name))
+    return count_tags(split_tags(text) for _path, text in captioned_images(project_name))
 
 
 def set_caption(project_name: str, image_name: str, caption: str, activation_tag: str = "") -> str:
     """Save a hand-edited caption (tidied: one tag per comma, trigger first). Returns what was written."""
     project = open_project(project_name)
-    image = project.dataset / Path(image_name).name
+    rel = Path(image_name)  # "x.png", or "10_style/x.png" in a <repeats>_<name>/ folder
+    inside = len(rel.parts) == 2 and items.folder_repeats(rel.parts[0]) is not None
+    image = project.dataset / (rel if inside else rel.name)
     if not image.is_file():
-        raise ColabkitError(f"No image {image_name!r} in {project.dataset}; pick one from the list.")
+        raise ColabkitError(_("No image {name!r} in {folder}; pick one from the list.").format(
+            name=image_name, folder=project.dataset))
     text = CaptionEdits(trigger=check_trigger(activation_tag)).apply_text(caption)
     _write_caption(image, text)
     return text

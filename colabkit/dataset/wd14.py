@@ -22,6 +22,7 @@ from colabkit.dataset.captions import wd14_tag_text
 from colabkit.dataset.config import WD14Model
 from colabkit.dataset.images import load_rgb, pad_to_square
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 HUB_OWNER = "SmilingWolf"
 TINY_TAGGER_NAME = "tiny-wd14"
@@ -57,20 +58,20 @@ def resolve_tagger(name: str) -> Path:
     if local.is_dir():
         missing = [f for f in (MODEL_FILE, TAGS_FILE) if not (local / f).is_file()]
         if missing:
-            raise ColabkitError(
-                f"The tagger folder {local} has no {' or '.join(missing)}. A WD14 tagger folder needs both "
-                f"{MODEL_FILE} and {TAGS_FILE} (as in the SmilingWolf/{DEFAULT_TAGGER} repository)."
-            )
+            raise ColabkitError(_(
+                "The tagger folder {folder} has no {missing}. A WD14 tagger folder needs both {model} and {tags} (as "
+                "in the {repo} repository).").format(folder=local, missing=" / ".join(missing), model=MODEL_FILE,
+                                                     tags=TAGS_FILE, repo=f"SmilingWolf/{DEFAULT_TAGGER}"))
         return local
     if name in KNOWN_TAGGERS:
         return _download(f"{HUB_OWNER}/{name}")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.startswith((".", "~")):
         return _download(name)
-    raise ColabkitError(
-        f"Unknown tagger_model {name!r}. Use one of {', '.join(KNOWN_TAGGERS)}, a Hugging Face repo such as "
-        f"'{HUB_OWNER}/{DEFAULT_TAGGER}', a folder containing {MODEL_FILE} and {TAGS_FILE}, or the built-in "
-        f"'{TINY_TAGGER_NAME}' (offline, CPU, random weights: for trying the flow)."
-    )
+    raise ColabkitError(_(
+        "Unknown tagger_model {name!r}. Use one of {known}, a Hugging Face repo such as '{example}', a folder "
+        "containing {model} and {tags}, or the built-in '{tiny}' (offline, CPU, random weights: for trying the "
+        "flow).").format(name=name, known=", ".join(KNOWN_TAGGERS), example=f"{HUB_OWNER}/{DEFAULT_TAGGER}",
+                         model=MODEL_FILE, tags=TAGS_FILE, tiny=TINY_TAGGER_NAME))
 
 
 def _download(repo_id: str) -> Path:
@@ -86,18 +87,19 @@ def _download(repo_id: str) -> Path:
         pass
     reason = no_network_reason()
     if reason:  # said at once, instead of huggingface_hub's retries and then a traceback
-        raise ColabkitError(f"The tagger {repo_id} is not downloaded yet and {reason}. Connect to the internet, or "
-                            f"point tagger_model at a folder with {MODEL_FILE} and {TAGS_FILE}. "
-                            + builtin_hint("tagger_model"))
+        raise ColabkitError(_(
+            "The tagger {repo} is not downloaded yet and {reason}. Connect to the internet, or point tagger_model at "
+            "a folder with {model} and {tags}.").format(repo=repo_id, reason=reason, model=MODEL_FILE, tags=TAGS_FILE)
+            + " " + builtin_hint("tagger_model"))
     try:
         model = hf_hub_download(repo_id, MODEL_FILE)
         hf_hub_download(repo_id, TAGS_FILE)
     except Exception as e:  # offline, typo, gated repo: all fixable by the user
-        raise ColabkitError(
-            f"Could not download the tagger {repo_id} ({type(e).__name__}: {e}). Check tagger_model and the "
-            f"internet connection, or point tagger_model at a folder with {MODEL_FILE} and {TAGS_FILE}. "
-            + builtin_hint("tagger_model")
-        ) from None  # the message has it all; the hub's chained traceback would only bury it
+        raise ColabkitError(_(
+            "Could not download the tagger {repo} ({error}). Check tagger_model and the internet connection, or "
+            "point tagger_model at a folder with {model} and {tags}.").format(
+            repo=repo_id, error=f"{type(e).__name__}: {e}", model=MODEL_FILE, tags=TAGS_FILE)
+            + " " + builtin_hint("tagger_model")) from None  # the message has it all; the hub's chained traceback would only bury it
     return Path(model).parent  # both files land in the same snapshot folder
 
 
@@ -106,11 +108,13 @@ def read_selected_tags(path: Path) -> tuple[list[str], np.ndarray]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"name", "category"} <= set(rows[0]):
-        raise ColabkitError(f"{path} is not a WD14 selected_tags.csv (expected columns tag_id,name,category,count).")
+        raise ColabkitError(_("{path} is not a WD14 selected_tags.csv (expected columns {columns}).").format(
+            path=path, columns="tag_id,name,category,count"))
     try:
         return [r["name"] for r in rows], np.array([int(r["category"]) for r in rows])
     except (TypeError, ValueError) as e:
-        raise ColabkitError(f"{path} has a row with a non-numeric category ({e}); download the file again.") from e
+        raise ColabkitError(_("{path} has a row with a non-numeric category ({error}); download the file again.").format(
+            path=path, error=e)) from e
 
 
 def onnx_providers() -> list[str]:
@@ -141,26 +145,25 @@ class WD14Tagger:
         try:
             self.session = ort.InferenceSession(str(self.folder / MODEL_FILE), providers=providers or onnx_providers())
         except Exception as e:
-            raise ColabkitError(
-                f"onnxruntime could not load {self.folder / MODEL_FILE} ({e}). The file may be incomplete: "
-                "delete it and download again."
-            ) from e
+            raise ColabkitError(_(
+                "onnxruntime could not load {path} ({error}). The file may be incomplete: delete it and download "
+                "again.").format(path=self.folder / MODEL_FILE, error=e)) from e
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = list(inp.shape)
         # WD14 graphs are NHWC with 3 channels; height and width come from the graph, never assumed.
         if len(shape) != 4 or shape[3] != 3 or not all(isinstance(s, int) for s in shape[1:3]):
-            raise ColabkitError(f"{self.folder / MODEL_FILE} has input shape {shape}; a WD14 tagger takes [batch, H, W, 3].")
+            raise ColabkitError(_("{path} has input shape {shape}; a WD14 tagger takes [batch, H, W, 3].").format(
+                path=self.folder / MODEL_FILE, shape=shape))
         self.height, self.width = shape[1], shape[2]
         # A graph exported with batch fixed to 1 must be fed one image at a time.
         self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         out = self.session.get_outputs()[0]
         n_out = out.shape[-1] if out.shape else None
         if isinstance(n_out, int) and n_out != len(self.names):
-            raise ColabkitError(
-                f"{self.folder}: the model has {n_out} outputs but {TAGS_FILE} lists {len(self.names)} tags; "
-                "the two files come from different taggers."
-            )
+            raise ColabkitError(_(
+                "{folder}: the model has {outputs} outputs but {tags_file} lists {tags} tags; the two files come from "
+                "different taggers.").format(folder=self.folder, outputs=n_out, tags_file=TAGS_FILE, tags=len(self.names)))
 
     @property
     def providers(self) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 
 from colabkit import files
 from colabkit.dataset.images import load_rgb
+from colabkit.i18n import _
 from colabkit.train.config import MAX_TOKEN_LENGTHS
 from colabkit.train.data import Item
 
@@ -122,13 +123,15 @@ def caption_length_check(tokenizer, captions: list[str], max_token_length: int) 
     over_75 = count_long_captions(tokenizer, captions, CHUNK)
     over_max = over_75 if max_token_length == CHUNK else count_long_captions(tokenizer, captions, max_token_length)
     if over_max:
-        fix = "Set max_token_length to 225 or shorten" if max_token_length < 225 else "Shorten"
-        return "warn", (f"{over_max} of {n} captions exceed {max_token_length} tokens: their last tags are not seen in "
-                        f"training (with shuffle_tags, a different few at each step). {fix} those captions "
-                        "(fewer, more specific tags).")
+        fix = (_("Set max_token_length to 225 or shorten those captions (fewer, more specific tags).")
+               if max_token_length < 225 else _("Shorten those captions (fewer, more specific tags)."))
+        return "warn", _("{over} of {n} captions exceed {limit} tokens: their last tags are not seen in training (with "
+                         "shuffle_tags, a different few at each step).").format(over=over_max, n=n,
+                                                                                limit=max_token_length) + " " + fix
     if over_75:
-        return "ok", f"{over_75} of {n} captions exceed 75 tokens; all fit in max_token_length {max_token_length}."
-    return "ok", f"all {n} captions fit in 75 tokens."
+        return "ok", _("{over} of {n} captions exceed 75 tokens; all fit in max_token_length {limit}.").format(
+            over=over_75, n=n, limit=max_token_length)
+    return "ok", _("all {n} captions fit in 75 tokens.").format(n=n)
 
 
 def chunked_input_ids(tokenizer, captions: list[str], max_token_length: int):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from colabkit import files
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 from colabkit.project import Project
 from colabkit.train import data, lora, models
 from colabkit.train.budget import Budget, hms
@@ -23,6 +24,7 @@ from colabkit.train.config import TrainConfig
 from colabkit.train.cpu_threads import LoadWatch
 from colabkit.train.noise import loss_weights, noisy_and_target, sample_noise, step_seed
 from colabkit.train.optim import make_lr_scheduler, make_optimizer
+from colabkit.train.outputs import epoch_loras, lora_name, run_loras
 from colabkit.train.plan import RunPlan, fetch_model, make_plan
 from colabkit.train.plots import save_loss_plot
 from colabkit.train.state import StateStore, TrainState, capture_rng, restore_rng
@@ -37,13 +39,15 @@ class Reporter:
         return iterable
     def start(self, start_step: int, total_steps: int) -> None: ...
     def step(self, step: int, loss: float, lr: float, budget_left_s: float) -> None: ...
+    def skipped(self, step: int, count: int) -> None:
+        """Step ``step`` was skipped (a non-finite loss or gradient); ``count`` skipped so far in this run."""
     def epoch_end(self, epoch: int, lora_path: Path | None, grid: Path | None, loss_plot: Path | None) -> None: ...
     def close(self) -> None: ...
 
 
 @dataclass
 class TrainResult:
-    status: str  # "finished" | "stopped" | "already finished"
+    status: str  # "finished" | "stopped" | "already finished" | "diverged"
     message: str
     step: int
     total_steps: int
@@ -52,10 +56,14 @@ class TrainResult:
     sample_grids: list[Path] = field(default_factory=list)
     loss_plot: Path | None = None
     state_folder: Path | None = None
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient, this run and the days before it
 
 
-def lora_name(project: Project, epoch: int | None = None) -> Path:
-    return project.output / (f"{project.slug}-{epoch:02d}.safetensors" if epoch else f"{project.slug}.safetensors")
+# Steps in a row whose loss (or, without a grad scaler, gradient) is not finite before the run stops: a few are
+# noise (one bad batch); this many mean the model or the settings diverged, and more steps would only burn budget.
+MAX_NONFINITE_IN_A_ROW = 5
+
+
 
 
 def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
@@ -63,7 +71,6 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     """Train (or resume, or say it is finished) what ``plan`` decided. A TrainConfig is planned first (with
     ``device``); a plan with problems is refused before anything is loaded."""
     import torch
-    from accelerate import Accelerator
 
     rep = reporter or Reporter()
     if isinstance(plan, TrainConfig):
@@ -76,32 +83,37 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     rep.stage(plan.steps.describe())
     store = StateStore(project.state)
     if plan.config.start_over:
-        moved = store.archive()
+        moved = store.archive(outputs=[*run_loras(project), lora_name(project).with_suffix(".json")])
         if moved:
-            rep.stage(f"start_over: the previous run's state was moved to {moved.name} (nothing deleted).")
+            rep.stage(_("start_over: the previous run's state and LoRA files were moved to {name} (nothing deleted).").format(
+                          name=moved.name))
     for note in plan.notes:
         if note.level == "warn":
-            rep.warn(f"{note.name}: {note.message}")
+            rep.warn(f"{_(note.name)}: {note.message}")
     state = plan.state
     if plan.resume == "finished":  # said before any model is downloaded or loaded
-        return TrainResult("already finished", f"This run is already finished ({state.step}/{total} steps). "
-                           "Raise epochs to train further, or set start_over to train again from scratch.",
-                           state.step, total, _lora_files(project), lora_name(project)
+        return TrainResult("already finished", _(
+            "This run is already finished ({step}/{total} steps). Raise epochs to train further, or set start_over "
+            "to train again from scratch.").format(step=state.step, total=total),
+                           state.step, total, run_loras(project), lora_name(project)
                            if lora_name(project).exists() else None, state_folder=state.folder)
     resolved = fetch_model(plan)  # downloads only what the plan found still to download
     fingerprints = plan.fingerprints
     if state is not None:
-        rep.stage(f"Resuming from {state.summary} (saved state {state.folder.name}).")
+        rep.stage(_("Resuming from {summary} (saved state {name}).").format(
+                      summary=state.summary, name=state.folder.name))
     start_step = state.step if state else 0
 
     # -- 2. the models --------------------------------------------------------------------------------
-    accelerator = Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu")
+    accelerator = make_accelerator(plan)
+    scaler = grad_scaler(accelerator)
     dev = accelerator.device
     if plan.device.cpu_threads:
         torch.set_num_threads(plan.device.cpu_threads)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    rep.stage(f"Loading {resolved.name} on {dev}" + ("" if accelerator.mixed_precision == "no"
-                                                    else f" ({accelerator.mixed_precision} mixed precision)") + ".")
+    rep.stage(_("Loading {name} on {dev}").format(name=resolved.name, dev=dev) + ("" if accelerator.mixed_precision == "no"
+                                                    else _(" ({mixed_precision} mixed precision)").format(
+                                                             mixed_precision=accelerator.mixed_precision)) + ".")
     parts = models.load_sdxl(resolved, dtype=weight_dtype, device="cpu", vae_fp16_fix=run.vae_fp16_fix,
                              prediction_type=prediction, zero_terminal_snr=plan.zero_terminal_snr)
 
@@ -112,9 +124,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     todo = latent_cache.missing(items, run.flip_aug)
     if todo and accelerator.is_main_process:
         vae = models.load_vae_for_caching(parts, fp16_fix=run.vae_fp16_fix).to(dev)
-        rep.stage(f"Caching {len(todo)} latents (once; kept in {cache_dir.name}/ for the next days).")
+        rep.stage(_("Caching {n_todo} latents (once; kept in {name}/ for the next days).").format(
+                      n_todo=len(todo), name=cache_dir.name))
         latent_cache.build(items, run.flip_aug, vae, dev, vae.dtype,
-                           progress=lambda it: rep.progress(it, "caching latents", len(todo)))
+                           progress=lambda it: rep.progress(it, _("caching latents"), len(todo)))
         vae.to("cpu")
         del vae
     accelerator.wait_for_everyone()
@@ -125,6 +138,15 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     # Captions are padded to the chunks the longest one needs (<= max_token_length), not always to 227 positions:
     # a function of the dataset and the model alone, so a resumed run decides the same.
     token_length = needed_token_length(parts.tokenizer, [it.caption for it in items], run.max_token_length)
+    if state is not None and state.token_length is not None and state.token_length != token_length:
+        # a run saved before captions were padded to need: it goes on with the conditioning it started with
+        rep.stage(_("Captions are padded to {n} tokens, as this run did when it started.").format(
+            n=state.token_length))
+        token_length = state.token_length
+    # The forward process (noisy latents, target, loss) runs in fp32 and only the UNet's input is cast to the
+    # weight dtype. A run saved before that (no ``forward_fp32`` in its state) goes on as it started: in the weight
+    # dtype, so a resume never changes the maths half-way through a run.
+    forward_dtype = torch.float32 if state is None or state.forward_fp32 else weight_dtype
     for te in text_encoders:
         te.requires_grad_(False)
     cache_text = not run.train_text_encoder and not run.shuffle_tags
@@ -155,6 +177,7 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         for name, te in (("te1", parts.text_encoder), ("te2", parts.text_encoder_2)):
             lora.add_lora(te, lora.text_encoder_targets(te), run.network_dim, run.network_alpha)
             trained[name] = te
+    lora.continue_from.apply_parent(plan.parent, trained)  # continue_from_lora: the file's weights (None: none)
     for model in trained.values():
         for p in lora.lora_parameters(model):
             p.data = p.data.float()  # LoRA weights train in fp32 on fp16 base weights (the grad scaler needs it)
@@ -162,25 +185,30 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         unet.enable_gradient_checkpointing()
         if run.train_text_encoder:
             for te in text_encoders:
-                te.gradient_checkpointing_enable()
+                checkpoint_text_encoder(te)
     unet.to(dev)
     groups = [{"params": lora.lora_parameters(unet), "lr": run.unet_lr}]
     if run.train_text_encoder:
         groups.append({"params": [p for m in text_encoders for p in lora.lora_parameters(m)],
                        "lr": run.text_encoder_lr})
+    params = [p for g_ in groups for p in g_["params"]]
     optimizer = make_optimizer(run, groups)
     lr_scheduler = make_lr_scheduler(run, optimizer, total)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
+    # The optimizer is not handed to accelerate: ``optimizer_step`` drives the grad scaler and the skip rule itself.
+    unet = accelerator.prepare(unet)
+    if run.train_text_encoder:  # several GPUs: trained encoders are wrapped too, so their gradients are averaged
+        text_encoders = list(accelerator.prepare(*text_encoders))
 
     if state is not None:
         _load_trainable(trained, state.trainable)
         optimizer.load_state_dict(state.optimizer)
         lr_scheduler.load_state_dict(state.lr_scheduler)
-        if state.scaler and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(state.scaler)
+        if state.scaler and scaler is not None:
+            scaler.load_state_dict(state.scaler)
         restore_rng(state.rng)
     losses = list(state.losses) if state else []
     seconds_before = state.seconds_trained if state else 0.0
+    skipped_total = state.skipped_steps if state else 0
 
     def save_state(step: int, finished: bool = False) -> Path | None:
         if not accelerator.is_main_process:  # one writer; the others wait for it
@@ -190,9 +218,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         st = TrainState(step=step, config=run.to_dict(), fingerprints=fingerprints, total_steps=total,
                         losses=losses, trainable=_trainable(trained), optimizer=optimizer.state_dict(),
                         lr_scheduler=lr_scheduler.state_dict(),
-                        scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                        scaler=scaler.state_dict() if scaler is not None else None,
                         rng=capture_rng(), finished=finished, cpu_threads=threads,
-                        seconds_trained=seconds_before + time.time() - t_start)
+                        seconds_trained=seconds_before + time.time() - t_start, token_length=token_length,
+                        forward_fp32=forward_dtype == torch.float32, skipped_steps=skipped_total)
         folder = store.save(st)
         budget.record_save(time.time() - t)
         accelerator.wait_for_everyone()
@@ -203,7 +232,6 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
     budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
                               margin_s=run.budget_margin_minutes * 60)
-    alphas = parts.noise_scheduler.alphas_cumprod
     n_train_t = parts.noise_scheduler.config.num_train_timesteps
     t_start = time.time()
     last_state_save = time.time()
@@ -212,6 +240,8 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
     loss_plot = None
     step = start_step
     stopped = False
+    in_a_row: list[int] = []  # the steps just skipped that count toward MAX_NONFINITE_IN_A_ROW
+    diverged = False
     threads = plan.device.cpu_threads
     watch = LoadWatch(threads) if threads and plan.device.adapt_cpu_threads else None
     rep.start(start_step, total)
@@ -238,10 +268,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             share = len(mine) * accelerator.num_processes / len(full)
             mine = mine or [0]
             batch = [full[i] for i in mine]
-            noise = noise_all[mine].to(dev, dtype=weight_dtype)
+            noise = noise_all[mine].to(dev, dtype=forward_dtype)
             timesteps = t_all[mine].to(dev)
 
-            lat = torch.stack([latents[(s.index, s.flip)] for s in batch]).to(dev, dtype=weight_dtype)
+            lat = torch.stack([latents[(s.index, s.flip)] for s in batch]).to(dev, dtype=forward_dtype)
             captions = [data.train_caption(items[s.index].caption, run.shuffle_tags, run.keep_tokens, s.shuffle_seed)
                         for s in batch]
             if text_cache is not None:
@@ -252,35 +282,34 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
                     embeds, pooled = encode_prompts(captions, tokenizers, text_encoders, dev,
                                                     max_token_length=token_length)
             add_time = torch.tensor([time_ids(items[s.index]) for s in batch], device=dev, dtype=weight_dtype)
-            noisy, target = noisy_and_target(parts.noise_scheduler, lat, noise, timesteps, prediction)
-
             sync = k == len(micro) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(unet):
-                with accelerator.autocast():
-                    pred = unet(noisy, timesteps, embeds,
-                                added_cond_kwargs={"text_embeds": pooled, "time_ids": add_time}).sample
-                per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-                loss = (per_sample * loss_weights(alphas, timesteps, run.min_snr_gamma, prediction)).mean()
-                accelerator.backward(loss * share / len(micro))
+                loss = micro_batch_loss(unet, parts.noise_scheduler, lat, noise, timesteps, embeds, pooled, add_time,
+                                        prediction=prediction, min_snr_gamma=run.min_snr_gamma,
+                                        weight_dtype=weight_dtype, forward_dtype=forward_dtype,
+                                        autocast=accelerator.autocast,
+                                        sample_weights=data.sample_weights(items, batch, run.prior_loss_weight))
+                scaled = loss * share / len(micro)
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
             step_loss += loss.item() / len(micro)
-        if not math.isfinite(step_loss):
-            raise FloatingPointError(f"The loss became {step_loss} at step {step + 1}. Lower unet_lr, or use "
-                                     "vae_fp16_fix if the base model's VAE overflows.")
-        if run.max_grad_norm:
-            accelerator.clip_grad_norm_([p for g_ in groups for p in g_["params"]], run.max_grad_norm)
-        optimizer.step()
-        if not accelerator.optimizer_step_was_skipped:  # fp16: the grad scaler skipped an inf/NaN step
-            lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        outcome = optimizer_step(optimizer, lr_scheduler, params, run.max_grad_norm, scaler, step_loss)
         step += 1
         losses.append(step_loss)
         budget.record_step(time.time() - t0)
+        if outcome != "taken":
+            skipped_total += 1
+            rep.skipped(step, skipped_total)
+        in_a_row = in_a_row + [step] if outcome == "non-finite" else []
         rep.step(step, step_loss, lr_scheduler.get_last_lr()[0], budget.left_s())
+        if _agree(accelerator, len(in_a_row) >= MAX_NONFINITE_IN_A_ROW):  # every process stops at the same step
+            diverged = True
+            break
         if watch is not None and (fewer := watch.after_step()):  # the machine got busy: give a core back
             threads = fewer
             torch.set_num_threads(threads)
-            rep.warn(f"Other processes keep this machine's CPU busy: training goes on with {threads} thread"
-                     f"{'s' if threads > 1 else ''} (faster than fighting them for the cores).")
+            rep.warn(_("Other processes keep this machine's CPU busy: training goes on with {threads} thread{value} "
+                       "(faster than fighting them for the cores).").format(
+                         threads=threads, value='s' if threads > 1 else ''))
 
         epoch_done = step % per_epoch == 0 or step == total
         if epoch_done and accelerator.is_main_process:
@@ -299,7 +328,10 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             rep.epoch_end(e, path, grid, loss_plot)
         due = (step % run.save_state_every_n_steps == 0) if run.save_state_every_n_steps else \
             (time.time() - last_state_save >= run.save_state_every_minutes * 60)
-        saved = step < total and (epoch_done or due)
+        # An epoch-end save only when the last is half an interval old: short epochs made most saves, each guarding
+        # a few minutes of work (step-based saving, for tests, keeps every epoch end).
+        saved = step < total and (due or epoch_done and (run.save_state_every_n_steps or time.time() - last_state_save
+                                                          >= run.save_state_every_minutes * 30))
         if saved:
             save_state(step)
             last_state_save = time.time()
@@ -314,25 +346,134 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
 
     rep.close()
     trained_for = hms(seconds_before + time.time() - t_start)
+    if diverged:  # state saved, no LoRA written, earlier LoRA files untouched
+        folder = save_state(step)
+        if accelerator.is_main_process and plan.can_plot:
+            loss_plot = save_loss_plot(losses, project.output / "loss.png", per_epoch)
+        msg = _("Stopped: the loss was not finite (NaN or infinite) at steps {first}-{last}, so those steps were "
+                "skipped and the training has diverged; state saved at step {step}, the LoRA files saved so far "
+                "kept. Lower unet_lr (or text_encoder_lr), or set mixed_precision to bf16 or no, and tick "
+                "start_over.").format(
+            first=in_a_row[0] if in_a_row else step, last=step, step=step)
+        return TrainResult("diverged", msg, step, total, run_loras(project), None, grids, loss_plot, folder,
+                           skipped_total)
     if stopped:
         used = hms(budget.now() - budget.start)
-        msg = (f"Stopped at step {step}/{total} after {used} of the {run.budget_hours:g} h budget, "
-               f"state saved to Drive ({project.state}). Run the notebook again tomorrow to continue.")
+        msg = _("Stopped at step {step}/{total} after {used} of the {budget:g} h budget, state saved to Drive "
+                "({folder}). Run the notebook again tomorrow to continue.").format(
+            step=step, total=total, used=used, budget=run.budget_hours, folder=project.state)
         if not plan.can_plot:
-            msg += " The loss plot was skipped: matplotlib is not installed."
-        return TrainResult("stopped", msg, step, total, _lora_files(project), None, grids, loss_plot,
-                           store.latest_folder())
+            msg += " " + _("The loss plot was skipped: matplotlib is not installed.")
+        return TrainResult("stopped", msg, step, total, run_loras(project), None, grids, loss_plot,
+                           store.latest_folder(), skipped_total)
     final = lora_name(project)
     if accelerator.is_main_process:
         _export(project, run, trained, final, items, activation, resolved, prediction, plan.zero_terminal_snr,
                 plan.steps.epochs, step)
         files.write_text(final.with_suffix(".json"), run.replace(activation_tag=activation).to_json() + "\n")
     folder = save_state(step, finished=True)
-    msg = (f"Finished: {step}/{total} steps in {trained_for}. Your LoRA is {final} "
-           f"(activation tag: {activation or '(none)'}).")
+    msg = _("Finished: {step}/{total} steps in {time}. Your LoRA is {file} (activation tag: {tag}).").format(
+        step=step, total=total, time=trained_for, file=final, tag=activation or _("(none)"))
     if not plan.can_plot:
-        msg += " The loss plot was skipped: matplotlib is not installed."
-    return TrainResult("finished", msg, step, total, _lora_files(project), final, grids, loss_plot, folder)
+        msg += " " + _("The loss plot was skipped: matplotlib is not installed.")
+    return TrainResult("finished", msg, step, total, run_loras(project), final, grids, loss_plot, folder,
+                       skipped_total)
+
+
+# -- one training step: the loss of a micro-batch, then one optimizer step --------------------------------
+
+def micro_batch_loss(unet, scheduler, latents, noise, timesteps, embeds, pooled, time_ids_, *, prediction: str,
+                     min_snr_gamma: float, weight_dtype, forward_dtype=None, autocast=contextlib.nullcontext,
+                     sample_weights=None):
+    """The training loss of one micro-batch (a 0-d float32 tensor, ready for backward).
+
+    The forward process (noisy latents, target) and the loss are float32 (``forward_dtype``: the weight dtype
+    only for a run saved before that); only the UNet's input is cast to ``weight_dtype``. ``autocast``: the
+    mixed-precision context for the UNet's forward (accelerate's). Also what ``benchmarks/rehearse_cuda.py``
+    runs on a simulated CUDA device. ``sample_weights``: one factor per sample (``prior_loss_weight`` for a
+    regularization image, 1 for the artist's), as sd-scripts weighs them."""
+    noisy, target = noisy_and_target(scheduler, latents, noise, timesteps, prediction, dtype=forward_dtype)
+    with autocast():
+        pred = unet(noisy.to(weight_dtype), timesteps, embeds,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids_}).sample
+    per_sample = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+    # Each sample's weight multiplies its loss here (min-SNR; any further per-sample weight joins this product).
+    weights = loss_weights(scheduler.alphas_cumprod, timesteps, min_snr_gamma, prediction)
+    if sample_weights is not None:
+        import torch
+
+        weights = weights * torch.as_tensor(sample_weights, dtype=weights.dtype, device=weights.device)
+    return (per_sample * weights).mean()
+
+
+
+def make_accelerator(plan: RunPlan):
+    """The Accelerator of a run: device, processes, autocast. The grad scaler is ``grad_scaler``'s, not its own."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # A trained first text encoder's last layer feeds nothing (SDXL takes its penultimate hidden states), so its
+    # LoRA gets no gradient: several GPUs must be told, or DDP waits for those gradients forever.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=plan.run.train_text_encoder)
+    return Accelerator(mixed_precision=plan.device.mixed_precision, cpu=plan.device.device == "cpu",
+                       kwargs_handlers=[ddp])
+
+
+def grad_scaler(accelerator):
+    """The grad scaler of an fp16 run (None with fp32 or bf16, which need none): a fresh ``torch.amp.GradScaler``
+    on the run's device, driven by ``optimizer_step``. The one seam for it: tests put a real GradScaler on the CPU
+    here (accelerate gives none there), so the path a T4 takes runs in the suite."""
+    import torch
+
+    if accelerator.mixed_precision != "fp16":
+        return None
+    return torch.amp.GradScaler(accelerator.device.type)
+
+
+def optimizer_step(optimizer, lr_scheduler, params, max_grad_norm: float, scaler, loss: float) -> str:
+    """One optimizer step with its skip rule, after the backward of all micro-batches; the gradients are zeroed.
+
+    Returns "taken"; "overflow" when the fp16 grad scaler found inf/NaN gradients at a scale above 1 (routine
+    while it finds its scale: it lowers the scale and skips); or "non-finite" when the loss was not finite, or the
+    gradients were not even unscaled (no scaler, or a scale of 1 or less). A skipped step changes no weight and
+    leaves the optimizer's moments, step count and the LR schedule where they were (the schedule follows steps
+    taken, as with accelerate's scheduler), exactly as the grad scaler skips a step (sd-scripts and diffusers let
+    it; a raise would meet the same batch again on every resume, noise being a function of the step).
+    """
+    import torch
+
+    scale = None
+    if scaler is not None:
+        scale = scaler.get_scale()
+        scaler.unscale_(optimizer)  # clipping sees the true gradients
+    grads = [p.grad for p in params if p.grad is not None]
+    finite = math.isfinite(loss) and bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else \
+        math.isfinite(loss)
+    if finite and max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
+        if finite:  # (a non-finite loss with finite gradients is skipped too; the scaler then keeps its scale)
+            scaler.step(optimizer)
+        scaler.update()  # lowers the scale after inf/NaN gradients; raises it after growth_interval clean steps
+    elif finite:
+        optimizer.step()
+    if finite:
+        lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if finite:
+        return "taken"
+    return "overflow" if scale is not None and scale > 1 and math.isfinite(loss) else "non-finite"
+
+
+def checkpoint_text_encoder(text_encoder) -> None:
+    """Gradient checkpointing on a text encoder whose LoRA trains, so its LoRA still gets gradients.
+
+    Re-entrant checkpointing (transformers 4.x's default) passes no gradient through a checkpointed layer whose
+    inputs need none, and the token embeddings are frozen: the LoRA inside would get none (sd-scripts calls
+    ``requires_grad_(True)`` on the embeddings for this). Both are handled: non-re-entrant checkpointing is
+    asked for, and the embeddings' output requires grad (``enable_input_require_grads``, no weight trained)."""
+    text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    text_encoder.enable_input_require_grads()
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -351,7 +492,7 @@ def _load_trainable(trained: dict, tensors: dict) -> None:
 
     mine = _trainable(trained)
     if set(mine) != set(tensors):
-        raise ColabkitError("The saved state does not match this LoRA's layers; tick start_over to begin anew.")
+        raise ColabkitError(_("The saved state does not match this LoRA's layers; tick start_over to begin anew."))
     with torch.no_grad():
         for name, p in mine.items():
             p.copy_(tensors[name])
@@ -366,27 +507,26 @@ def _export(project, run, trained, path, items, activation, resolved, prediction
 
     tensors = lora.export_kohya(_unwrap(trained["unet"]), trained.get("te1"), trained.get("te2"),
                                 alpha=run.network_alpha, conv_alpha=run.conv_alpha, dtype=torch.float16)
-    freq = {f"{run.num_repeats}_{project.slug}": data.tag_frequency(items)}
+    ds = data.dataset_metadata(items, run.num_repeats, project.slug)  # per folder, as sd-scripts writes it
     meta = lora.build_metadata(
         output_name=path.stem, network_dim=run.network_dim, network_alpha=run.network_alpha, lora_type=run.lora_type,
-        resolution=run.resolution, num_train_images=len(items) * run.num_repeats, tag_frequency=freq,
+        resolution=run.resolution, num_train_images=ds["num_train_images"], tag_frequency=ds["tag_frequency"],
+        dataset_dirs=ds["dataset_dirs"], num_reg_images=ds["num_reg_images"], prior_loss_weight=run.prior_loss_weight,
+        reg_dataset_dirs=ds["reg_dataset_dirs"],
         activation_tag=activation, base_model_name=resolved.name, prediction_type=prediction,
         unet_lr=run.unet_lr, text_encoder_lr=run.text_encoder_lr, epoch=epoch, steps=step, seed=run.seed,
         conv_dim=run.conv_dim if run.lora_type == "LoCon" else None,
         conv_alpha=run.conv_alpha if run.lora_type == "LoCon" else None,
-        zero_terminal_snr=ztsnr, max_token_length=run.max_token_length)
+        zero_terminal_snr=ztsnr, max_token_length=run.max_token_length,
+        extra=lora.continue_from.parent_metadata(run.continue_from_lora, project))
     lora.save_lora(path, tensors, meta)
     return path
 
 
 def _prune_epochs(project: Project, keep: int) -> None:
-    epochs = sorted(project.output.glob(f"{project.slug}-[0-9][0-9]*.safetensors"))
+    epochs = epoch_loras(project)
     for old in epochs[:-keep] if keep else []:
-        old.unlink()
-
-
-def _lora_files(project: Project) -> list[Path]:
-    return sorted(project.output.glob(f"{project.slug}*.safetensors"))
+        files.remove_for_good(old)  # truncated first: a pruned epoch leaves nothing in Drive's trash
 
 
 def _previews_after(run, step: int, per_epoch: int, total: int) -> bool:

@@ -68,13 +68,14 @@ def pyramid_noise(noise, generator, iterations: int, discount: float):
 
 # -- zero terminal SNR ---------------------------------------------------------------------------------
 
-def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool) -> bool:
+def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool, edm: bool = False) -> bool:
     """Whether to train on the zero-terminal-SNR schedule (Lin et al. 2023).
 
     "on"/"off" force it. "auto": on when the model says it was trained that way (a ``ztsnr`` marker
     tensor in the checkpoint, or ``rescale_betas_zero_snr`` in a diffusers folder's scheduler config:
     ``ResolvedModel.zero_terminal_snr``), and on for every v-prediction model, as the v-pred SDXL models
-    (NoobAI-XL v-pred and its merges) are trained and as their trainers recommend.
+    (NoobAI-XL v-pred and its merges) are trained and as their trainers recommend; except an EDM v-prediction
+    model (CosXL, ``edm``): it was trained on EDM's sigmas, not on a zero-terminal-SNR schedule.
     """
     if setting not in ZTSNR_SETTINGS:
         raise ValueError(f"zero_terminal_snr must be one of {ZTSNR_SETTINGS}, not {setting!r}")
@@ -82,7 +83,7 @@ def use_ztsnr(setting: ZtsnrSetting, prediction_type: str, model_ztsnr: bool) ->
         raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, not {prediction_type!r}")
     if setting != "auto":
         return setting == "on"
-    return bool(model_ztsnr) or prediction_type == V_PREDICTION
+    return bool(model_ztsnr) or (prediction_type == V_PREDICTION and not edm)
 
 
 def ztsnr_warning(prediction_type: str, ztsnr: bool) -> str | None:
@@ -124,9 +125,20 @@ def training_scheduler(config: Mapping, prediction_type: str, ztsnr: bool):
         return DDPMScheduler.from_config(cfg)
 
 
-def noisy_and_target(scheduler, latents, noise, timesteps, prediction_type: str):
-    """(noisy latents, training target) for ``prediction_type``. Finite at every timestep, t = 999 of a
-    zero-terminal-SNR schedule included: there alpha_bar = 0, so noisy = noise, and the v target is -latents."""
+def noisy_and_target(scheduler, latents, noise, timesteps, prediction_type: str, dtype=None):
+    """(noisy latents, training target) for ``prediction_type``, computed in ``dtype`` (default float32). Finite at
+    every timestep, t = 999 of a zero-terminal-SNR schedule included: there alpha_bar = 0, so noisy = noise, and
+    the v target is -latents.
+
+    The forward process is fp32 whatever the UNet's weights are (sd-scripts keeps latents, noise and target in fp32
+    and casts only the UNet input): diffusers computes ``add_noise``/``get_velocity`` with ``alphas_cumprod`` in
+    its inputs' dtype, and in fp16 sigma is off by ~7% at t = 0 and 1, and with zero terminal SNR sqrt(alpha_bar)
+    by ~5% at t = 998. ``dtype`` is the weight dtype only for a run saved before this (it resumes as it started).
+    """
+    import torch
+
+    dtype = dtype or torch.float32
+    latents, noise = latents.to(dtype), noise.to(dtype)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     if prediction_type == EPSILON:
         return noisy, noise
@@ -148,8 +160,12 @@ def loss_weights(alphas_cumprod, timesteps, min_snr_gamma: float, prediction_typ
 
     epsilon: min(SNR, gamma) / SNR; v-prediction: min(SNR, gamma) / (SNR + 1) (its target already
     carries a (SNR + 1) factor). The epsilon form is computed as gamma / max(SNR, gamma), the same value
-    for SNR > 0 and its limit, 1, at SNR = 0 (t = 999 with zero terminal SNR), where sd-scripts'
-    ``apply_snr_weight`` divides 0 by 0 and the loss becomes NaN.
+    for SNR > 0 and its limit, 1, at SNR = 0 (t = 999 with zero terminal SNR).
+
+    SNR here is the schedule the run trains on, rescaled when zero terminal SNR is on. sd-scripts takes it
+    from the schedule before its rescale (``prepare_scheduler_for_custom_training`` fills ``all_snr`` before
+    ``fix_noise_scheduler_betas_for_zero_terminal_snr``), so its weights never meet SNR = 0 and never give
+    NaN; with ZTSNR they differ from these, mostly at the last timesteps (at t = 999 sd-scripts' SNR is ~0.005).
     """
     import torch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from colabkit.errors import ColabkitError
 from colabkit.train.config import TrainConfig
+from colabkit.i18n import _
 
 
 def make_optimizer(cfg: TrainConfig, param_groups: list[dict]):
@@ -12,15 +13,15 @@ def make_optimizer(cfg: TrainConfig, param_groups: list[dict]):
         try:
             import bitsandbytes as bnb
         except ImportError as e:
-            raise ColabkitError("AdamW8bit needs bitsandbytes. Fix: pip install bitsandbytes "
-                                "(the notebook's set-up cell does this), or choose optimizer AdamW.") from e
+            raise ColabkitError(_("AdamW8bit needs bitsandbytes. Fix: pip install bitsandbytes (the notebook's "
+                                  "set-up cell does this), or choose optimizer AdamW.")) from e
         return bnb.optim.AdamW8bit(param_groups, **kwargs)
     if cfg.optimizer == "Prodigy":
         try:
             from prodigyopt import Prodigy
         except ImportError as e:
-            raise ColabkitError("Prodigy needs prodigyopt. Fix: pip install prodigyopt "
-                                "(the notebook's set-up cell does this).") from e
+            raise ColabkitError(_("Prodigy needs prodigyopt. Fix: pip install prodigyopt (the notebook's set-up "
+                                  "cell does this).")) from e
         return Prodigy(param_groups, **kwargs)
     if cfg.optimizer == "Adafactor":
         from transformers.optimization import Adafactor

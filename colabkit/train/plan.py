@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from colabkit.errors import ColabkitError
+from colabkit.train.outputs import is_run_lora
 from colabkit.train.config import TrainConfig, resume_problems, step_plan
 from colabkit.train.noise import use_ztsnr, ztsnr_warning
+from colabkit.i18n import _, ngettext
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from colabkit.project import Project
     from colabkit.train.config import StepPlan
     from colabkit.train.data import Item, Scan
+    from colabkit.train.lora.continue_from import Parent
     from colabkit.train.memory import VramPlan
     from colabkit.train.models import ModelFacts, ResolvedModel
     from colabkit.train.state import TrainState
@@ -129,6 +132,7 @@ class RunPlan:
     can_plot: bool = True
     notes: list[Note] = field(default_factory=list)
     load_since: tuple | None = None  # doctor.cpu_sample() when planning began (the CPU load's window)
+    parent: "Parent | None" = None  # continue_from_lora: the LoRA file the run starts from (None: a fresh LoRA)
 
     @property
     def items(self) -> "list[Item]":
@@ -151,7 +155,7 @@ class RunPlan:
 
     def raise_if_errors(self) -> None:
         if self.errors:
-            raise ColabkitError("Preflight found problems; nothing was started:\n- " +
+            raise ColabkitError(_("Preflight found problems; nothing was started:\n- ") +
                                 "\n- ".join(f"{n.name}: {n.message}" for n in self.errors))
 
 
@@ -186,9 +190,16 @@ def _plan(plan: RunPlan, device: str | None) -> None:
     if not _scan_dataset(plan):
         _decide_device(plan, device)
         return
-    plan.steps = step_plan(plan.scan.bucket_sizes, run)
+    from colabkit.train.data import epoch_repeats as data_epoch_repeats
+
+    scan = plan.scan
+    reg = scan.reg
+    reg_times = sum(data_epoch_repeats(scan.items, run.num_repeats)[len(scan.training):]) if reg else 0
+    plan.steps = step_plan(scan.bucket_sizes, run, scan.bucket_repeats(run.num_repeats),
+                           scan.folders() if scan.has_folders else None, (len(reg), reg_times) if reg else None)
     plan.note("steps", "ok" if plan.steps.in_range else "warn", plan.steps.describe())
     _resolve_model(plan)
+    _check_parent(plan)
     _count_long_captions(plan)
     _decide_device(plan, device)
     _decide_memory(plan)
@@ -216,30 +227,39 @@ def _scan_dataset(plan: RunPlan) -> bool:
     plan.scan = scan
     n_img = len(scan.items) + len(scan.missing_captions)
     if not n_img:
-        plan.note("dataset", "error", f"No images in {project.dataset}. Upload your drawings there (PNG/JPG/WEBP) "
-                  "and caption them with the dataset notebook.")
+        plan.note("dataset", "error", _("No images in {dataset}. Upload your drawings there (PNG/JPG/WEBP) and "
+                                        "caption them with the dataset notebook.").format(dataset=project.dataset))
         return False
     plan.activation = activation = run.activation_tag or data.activation_tag_of(scan.items)
-    with_tag = sum(1 for it in scan.items if activation and activation in data.split_tags(it.caption))
-    msg = f"{len(scan.items)} captioned images"
+    training = scan.training
+    with_tag = sum(1 for it in training if activation and activation in data.split_tags(it.caption))
+    msg = ngettext("{n} captioned image", "{n} captioned images", len(training)).format(n=len(training))
     if activation:
-        msg += f"; activation tag '{activation}' in {with_tag} of them"
+        msg += "; " + _("activation tag '{tag}' in {n} of them").format(tag=activation, n=with_tag)
     plan.note("dataset", "ok" if scan.items else "error", msg if scan.items else
-              f"{n_img} images but none has a caption. Run the dataset notebook's tagging step.")
+              _("{n_img} images but none has a caption. Run the dataset notebook's tagging step.").format(n_img=n_img))
     if scan.missing_captions:
         names = ", ".join(p.name for p in scan.missing_captions[:5])
-        plan.note("captions", "warn", f"{len(scan.missing_captions)} images have no .txt caption and will be "
-                  f"skipped: {names}{' ...' if len(scan.missing_captions) > 5 else ''}. Tag them in the dataset "
-                  "notebook.")
+        plan.note("captions", "warn", _("{n_missing_captions} images have no .txt caption and will be skipped: "
+                                        "{names}{value}. Tag them in the dataset notebook.").format(
+                                          n_missing_captions=len(scan.missing_captions), names=names, value=' ...' if len(scan.missing_captions) > 5 else ''))
     if scan.orphan_captions:
-        plan.note("captions", "warn", f"{len(scan.orphan_captions)} caption files have no image: "
+        plan.note("captions", "warn", _("{n_orphan_captions} caption files have no image: ").format(
+                                          n_orphan_captions=len(scan.orphan_captions))
                   + ", ".join(p.name for p in scan.orphan_captions[:5]))
     if scan.unreadable:
-        plan.note("images", "warn", "Unreadable, skipped: " +
+        plan.note("images", "warn", _("Unreadable, skipped: ") +
                   "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:5]))
-    if activation and with_tag < len(scan.items):
-        plan.note("activation tag", "warn", f"'{activation}' is missing from {len(scan.items) - with_tag} captions: "
-                  "run the dataset notebook's trigger-word step.")
+    if activation and with_tag < len(training):
+        plan.note("activation tag", "warn", _("'{activation}' is missing from {value} captions: run the dataset "
+                                              "notebook's trigger-word step.").format(
+                                                activation=activation, value=len(training) - with_tag))
+    if scan.reg or scan.reg_rejected:
+        plan.note("regularization", "ok" if scan.reg else "warn", _(
+            "{n} regularization images in reg/, trained with loss weight {weight:g} (prior_loss_weight)").format(
+            n=len(scan.reg), weight=run.prior_loss_weight) + ("; " + _("skipped: {files}").format(
+                files="; ".join(f"{p.name} ({why})" for p, why in scan.reg_rejected[:5])) if scan.reg_rejected
+                else ""))
     return bool(scan.items)
 
 
@@ -258,22 +278,94 @@ def _resolve_model(plan: RunPlan) -> None:
         return
     resolved, facts = plan.resolved, plan.facts
     size = f"{facts.total_params / 1e6:,.0f}M" if facts.total_params >= 1e7 else f"{facts.total_params / 1e6:.1f}M"
-    counted = "counted in its header" if facts.counted else "SDXL base size, counted once downloaded"
-    plan.note("base model", "ok", f"{resolved.name} ({resolved.source}); {size} parameters ({counted})")
+    counted = _("counted in its header") if facts.counted else _("SDXL base size, counted once downloaded")
+    unchecked = ""
+    if resolved.preset is not None and not resolved.preset.sha256:
+        unchecked = _("; not hash-checked (no published sha256 recorded for this preset)")
+    plan.note("base model", "ok", _("{name} ({source}); {size} parameters ({counted})").format(
+                                      name=resolved.name, source=resolved.source, size=size, counted=counted) + unchecked)
     plan.prediction_type = resolved.prediction_type
     switch = run.zero_terminal_snr
-    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr)
+    plan.zero_terminal_snr = use_ztsnr(switch, plan.prediction_type, facts.zero_terminal_snr, edm=facts.edm)
     if plan.prediction_type == "v_prediction" or plan.zero_terminal_snr:
         why = {"on": "zero_terminal_snr on", "off": "zero_terminal_snr off"}.get(
             switch, "the model's ztsnr marker" if facts.zero_terminal_snr else "on by default with v-prediction, "
-            "as the reference trainers do" if plan.zero_terminal_snr else "")
+            "as the reference trainers do" if plan.zero_terminal_snr else "an EDM (CosXL-style) model" if facts.edm
+            else "")
         warning = ztsnr_warning(plan.prediction_type, plan.zero_terminal_snr)
         plan.note("prediction", "warn" if warning else "ok", warning or f"{plan.prediction_type}, zero-terminal SNR "
                   f"{'on' if plan.zero_terminal_snr else 'off'} ({why})")
     native = int(facts.unet_config.get("sample_size", 128)) * 8
     if run.resolution < 0.75 * native:
-        plan.note("resolution", "warn", f"{run.resolution} px is low for SDXL models like this one (trained at "
-                  f"{native} px): expect soft results.")
+        plan.note("resolution", "warn", _("{resolution} px is low for SDXL models like this one (trained at "
+                                          "{native} px): expect soft results.").format(
+                                            resolution=run.resolution, native=native))
+
+
+def _meta_models(resolved, facts):
+    """The model's UNet and text encoders on the meta device (module names and shapes; no memory, no weights)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from colabkit.train.models.load import SDXL_CONFIGS, pick_config_dir
+
+    folder = SDXL_CONFIGS
+    if resolved.kind == "diffusers":
+        folder = resolved.path
+    elif resolved.info is not None:
+        try:
+            folder = pick_config_dir(resolved.info)
+        except ColabkitError:
+            pass
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(facts.unet_config)
+        te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+    return unet, te1, te2
+
+
+def _check_parent(plan: RunPlan) -> None:
+    """continue_from_lora: the file read (header and alphas), matched against the model's modules on the meta
+    device; the run's LoRA shape becomes the file's; every key it cannot load is an error row."""
+    from colabkit.train import lora
+    from colabkit.train.config import LORA_TYPES
+    from colabkit.train.lora import continue_from as cf
+
+    run = plan.run
+    if not run.continue_from_lora.strip():
+        return
+    try:
+        path = cf.find_file(run.continue_from_lora.strip(), plan.project)
+    except ColabkitError as e:
+        plan.note("continue from", "error", str(e))
+        return
+    slug = plan.project.slug
+    if is_run_lora(path, plan.project):  # a name the run writes, prunes or archives on start_over
+        plan.note("continue from", "error", _(
+            "{name} is a file this run writes (or prunes) in output/: rename it first (e.g. {slug}-v1.safetensors) "
+            "and give that name, so it is never overwritten.").format(name=path.name, slug=slug))
+        return
+    if plan.facts is None or plan.resolved is None:
+        return  # the base model's row says why
+    unet, te1, te2 = _meta_models(plan.resolved, plan.facts)
+    targets = {"unet": {t: lora.unet_targets(unet, t) for t in LORA_TYPES}}
+    if run.train_text_encoder:
+        for name, te in (("text_encoder", te1), ("text_encoder_2", te2)):
+            names = lora.text_encoder_targets(te)
+            targets[name] = {t: names for t in LORA_TYPES}
+    settings = {k: getattr(run, k) for k in ("network_dim", "network_alpha", "lora_type", "conv_dim", "conv_alpha")}
+    parent = cf.read_parent(path, unet, te1, te2, train_text_encoder=run.train_text_encoder, targets=targets,
+                            settings=settings)
+    for e in parent.errors:
+        plan.note("continue from", "error", e)
+    if parent.errors:
+        return
+    plan.parent = parent
+    plan.run = run.replace(**parent.shape)
+    for w in parent.warnings:
+        plan.note("continue from", "warn", w)
+    plan.note("continue from", "ok", cf.summary(parent))
 
 
 def _tokenizer_folder(resolved) -> "Path | None":
@@ -340,7 +432,8 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
     if gpu is not None:
         precision = run.mixed_precision if run.mixed_precision != "auto" else "bf16" if gpu.native_bf16 else "fp16"
         plan.device = DevicePlan("cuda", gpu, precision, asked, gpu.vram_gb, "GPU memory")
-        plan.note("GPU", "ok", f"{gpu.name}, {gpu.vram_gb:.1f} GB{'' if gpu.native_bf16 else ', fp16 (no native bf16)'}")
+        plan.note("GPU", "ok", _("{name}, {vram_gb:.1f} GB{value}").format(
+                                   name=gpu.name, vram_gb=gpu.vram_gb, value='' if gpu.native_bf16 else ', fp16 (no native bf16)'))
         return
     ram = doctor._meminfo()[1] or 12.7
     precision = run.mixed_precision if run.mixed_precision != "auto" else "no"
@@ -354,17 +447,21 @@ def _decide_device(plan: RunPlan, asked: str | None) -> None:
     per_step = cpu_seconds_per_step(_step_flops(plan, checkpointing=False), threads)
     total = per_step * plan.steps.total_steps
     plan.device = DevicePlan("cpu", None, precision, asked, ram, "RAM", per_step, threads, adapt)
-    estimate = (f"about {per_step:.1f} s a step on this CPU, {hours(total)} for {plan.steps.total_steps} steps "
-                f"({plan.facts.params['unet'] / 1e6:,.1f}M UNet parameters at {run.resolution} px; "
-                f"{threads} torch thread{'s' if threads > 1 else ''})")
+    estimate = _("about {per_step:.1f} s a step on this CPU, {time} for {steps} steps ({params:,.1f}M UNet parameters "
+                 "at {resolution} px; {threads})").format(
+        per_step=per_step, time=hours(total), steps=plan.steps.total_steps, params=plan.facts.params["unet"] / 1e6,
+        resolution=run.resolution,
+        threads=ngettext("{n} torch thread", "{n} torch threads", threads).format(n=threads))
     name = plan.resolved.name if plan.resolved else run.base_model
     if asked == "cpu":
-        plan.note("GPU", "warn", f"On the CPU, as asked: {estimate}.")
+        plan.note("GPU", "warn", _("On the CPU, as asked: {estimate}.").format(estimate=estimate))
     elif total <= CPU_PRACTICAL_HOURS * 3600 and per_step <= CPU_PRACTICAL_SECONDS_PER_STEP:
-        plan.note("GPU", "warn", f"No GPU: {name} is small enough to train on the CPU: {estimate}.")
+        plan.note("GPU", "warn", _("No GPU: {name} is small enough to train on the CPU: {estimate}.").format(
+                                     name=name, estimate=estimate))
     else:
-        plan.note("GPU", "error", f"{doctor.no_gpu_message()} On the CPU, {name} would take {estimate}. "
-                  "(device cpu forces it anyway.)")
+        plan.note("GPU", "error", _("{no_gpu_message} On the CPU, {name} would take {estimate}. (device cpu forces "
+                                    "it anyway.)").format(
+                                      no_gpu_message=doctor.no_gpu_message(), name=name, estimate=estimate))
         # Advice for the GPU this person is about to switch to: the memory plan is made for a T4.
         plan.device = DevicePlan("cpu", None, "fp16" if run.mixed_precision == "auto" else precision, asked,
                                  T4_GB, "GPU memory", per_step)
@@ -411,21 +508,23 @@ def _decide_memory(plan: RunPlan) -> None:
     where = f"{dev.memory_gb:.1f} GB {dev.memory_of}"
     if run.gradient_checkpointing == "auto":
         plan.gradient_checkpointing = not without.fits()
-        why = (f"gradient checkpointing on: without it about {without.total_gb:.1f} GB, more than the {where}"
-               if plan.gradient_checkpointing else
-               "gradient checkpointing off: the run fits without it (faster)")
+        why = (_("gradient checkpointing on: without it about {gb:.1f} GB, more than the {where}").format(
+            gb=without.total_gb, where=where) if plan.gradient_checkpointing else
+               _("gradient checkpointing off: the run fits without it (faster)"))
     else:
         plan.gradient_checkpointing = run.gradient_checkpointing == "on"
-        why = f"gradient checkpointing {run.gradient_checkpointing}, as set"
+        why = _("gradient checkpointing {switch}, as set").format(switch=run.gradient_checkpointing)
     plan.memory = vram = estimate(plan.gradient_checkpointing) if plan.gradient_checkpointing else without
     if vram.fits():
-        plan.note("memory", "ok", f"about {vram.total_gb:.1f} GB of {where}; {why}.")
+        plan.note("memory", "ok", _("about {total_gb:.1f} GB of {where}; {why}.").format(
+                                      total_gb=vram.total_gb, where=where, why=why))
     elif on_gpu:
-        plan.note("memory", "error", f"about {vram.total_gb:.1f} GB needed, the GPU has {dev.memory_gb:.1f} GB. "
+        plan.note("memory", "error", _("about {total_gb:.1f} GB needed, the GPU has {memory_gb:.1f} GB. ").format(
+                                         total_gb=vram.total_gb, memory_gb=dev.memory_gb)
                   + " ".join(vram.advice))
     else:  # the host may swap or the runtime restart; a warning, the person chose the CPU
-        plan.note("memory", "warn", f"about {vram.total_gb:.1f} GB needed, this machine has {where}: it may "
-                  "swap or be stopped.")
+        plan.note("memory", "warn", _("about {total_gb:.1f} GB needed, this machine has {where}: it may swap or be "
+                                      "stopped.").format(total_gb=vram.total_gb, where=where))
 
 
 # Packages a run needs, by what needs them: checked before step 1, so nothing fails after GPU time was spent.
@@ -446,18 +545,20 @@ def _check_packages(plan: RunPlan) -> None:
     run = plan.run
     missing = [m for m in _CORE_PACKAGES if not _installed(m)]
     if missing:
-        plan.note("packages", "error", f"Training needs {', '.join(missing)}: pip install 'colabkit[train]'.")
+        plan.note("packages", "error", _("Training needs {names}: pip install 'colabkit[train]'.").format(
+                                           names=', '.join(missing)))
     if run.optimizer in _OPTIMIZER_PACKAGES:
         module, fix = _OPTIMIZER_PACKAGES[run.optimizer]
         if not _installed(module):
-            plan.note("packages", "error", f"optimizer {run.optimizer} needs {module}. Fix: {fix}.")
+            plan.note("packages", "error", _("optimizer {optimizer} needs {module}. Fix: {fix}.").format(
+                                               optimizer=run.optimizer, module=module, fix=fix))
     if run.optimizer == "Adafactor" and not _installed("transformers"):
-        plan.note("packages", "error", "optimizer Adafactor needs transformers: pip install 'colabkit[train]'.")
+        plan.note("packages", "error", _("optimizer Adafactor needs transformers: pip install 'colabkit[train]'."))
     _check_hub_files(plan)
     plan.can_plot = _installed("matplotlib")
     if not plan.can_plot:
-        plan.note("packages", "warn", "matplotlib is not installed: the loss plot (loss.png) will be skipped. "
-                  "pip install matplotlib to get it.")
+        plan.note("packages", "warn", _("matplotlib is not installed: the loss plot (loss.png) will be skipped. pip "
+                                        "install matplotlib to get it."))
 
 
 def _check_hub_files(plan: RunPlan) -> None:
@@ -494,20 +595,54 @@ def _check_hub_files(plan: RunPlan) -> None:
         needs.append(f"the base model {resolved.name}")
         hint = " " + builtin_hint("base_model")
     if needs:
-        plan.note("downloads", "error", "This runtime is offline (HF_HUB_OFFLINE / COLABKIT_OFFLINE) but the run "
-                  f"needs {' and '.join(needs)}, downloaded once. Connect once, or change the setting.{hint}")
+        plan.note("downloads", "error", _("This runtime is offline (HF_HUB_OFFLINE / COLABKIT_OFFLINE) but the run "
+                                          "needs {names}, downloaded once. Connect once, or change the "
+                                          "setting.{hint}").format(names=' and '.join(needs), hint=hint))
 
 
 def _check_drive_space(plan: RunPlan) -> None:
-    run, resolved = plan.run, plan.resolved
-    free_gb = shutil.disk_usage(plan.project.root).free / 2**30
-    need_gb = 0.5 + (7.0 if resolved is not None and resolved.source == "download" and run.keep_model_on_drive
-                     else 0)
-    if free_gb < need_gb:
-        plan.note("Drive space", "error", f"{free_gb:.1f} GB free on Drive, about {need_gb:.1f} GB needed. Free "
-                  "some space (Drive's bin counts too) or untick keep_model_on_drive.")
+    from colabkit.train import drive_space
+
+    use, present = _drive_use(plan)
+    free = shutil.disk_usage(plan.project.root).free
+    need = max(0, use.total - present) + drive_space.HEADROOM
+    parts = _("model {model}, states {states}, LoRA files and samples {outputs}, Drive's trash {trash}, "
+              "caches and headroom {headroom}").format(
+        model=drive_space.gb(use.model), states=drive_space.gb(use.states), outputs=drive_space.gb(use.outputs),
+        trash=drive_space.gb(use.trash), headroom=drive_space.gb(drive_space.HEADROOM))
+    if free < need:
+        plan.note("Drive space", "error", _(
+            "{free} free on Drive, the run needs about {need} ({parts}). Free some space (empty Drive's bin too: it "
+            "counts), or untick keep_model_on_drive.").format(free=drive_space.gb(free), need=drive_space.gb(need),
+                                                               parts=parts))
     else:
-        plan.note("Drive space", "ok", f"{free_gb:.1f} GB free")
+        plan.note("Drive space", "ok", _("{free} free on Drive, the run needs about {need} ({parts}).").format(
+            free=drive_space.gb(free), need=drive_space.gb(need), parts=parts))
+
+
+def _drive_use(plan: RunPlan) -> "tuple[drive_space.DriveUse, int]":
+    """What the whole run puts on Drive (colabkit.train.drive_space), and how much of it is there already."""
+    from colabkit.train import drive_space
+    from colabkit.train.memory import SDXL_SHAPE, UNetShape
+
+    run, resolved, project = plan.run, plan.resolved, plan.project
+    shape = UNetShape.from_config(plan.facts.unet_config) if plan.facts is not None else SDXL_SHAPE
+    params = drive_space.lora_params(run.network_dim, shape=shape, lora_type=run.lora_type, conv_dim=run.conv_dim,
+                                     train_text_encoder=run.train_text_encoder)
+    model = 0
+    if resolved is not None and resolved.source == "download" and run.keep_model_on_drive:
+        model = (resolved.preset.size if resolved.preset and resolved.preset.size else 7 * 10**9)
+    prompts = len([p for p in run.sample_prompts.splitlines() if p.strip()]) or 2
+    previews = run.epochs // run.sample_every_n_epochs + 1 if run.sample_every_n_epochs else 0
+    use = drive_space.run_use(params=params, optimizer=run.optimizer, epochs=run.epochs,
+                              save_every_n_epochs=run.save_every_n_epochs,
+                              keep_only_last_n_epochs=run.keep_only_last_n_epochs, samples=previews,
+                              sample_bytes=2 * prompts * 3 * run.resolution ** 2, model=model)
+    present = 0
+    if not plan.config.start_over:  # a run that continues has some of it on Drive already
+        for folder in (project.state, project.output):
+            present += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    return use, present
 
 
 def _fingerprint_and_cache(plan: RunPlan) -> None:
@@ -516,6 +651,8 @@ def _fingerprint_and_cache(plan: RunPlan) -> None:
 
     run, resolved, items = plan.run, plan.resolved, plan.items
     plan.fingerprints = {"dataset": plan.scan.fingerprint()}
+    if plan.parent is not None:
+        plan.fingerprints["continue_from_lora"] = plan.parent.model_hash
     if resolved is None or not (resolved.present or resolved.sha256):  # no fingerprint before the download
         return
     plan.fingerprints["base_model"] = models.fingerprint(resolved)
@@ -523,9 +660,10 @@ def _fingerprint_and_cache(plan: RunPlan) -> None:
     todo = LatentCache(cache_root(plan.project, run.cache_to_drive) / "latents", key).missing(items, run.flip_aug)
     total = len(items) * (2 if run.flip_aug else 1)
     if todo and len(todo) < total:
-        plan.note("cache", "ok", f"{len(todo)} of {total} latents new or changed: only those will be re-cached.")
+        plan.note("cache", "ok", _("{n_todo} of {total} latents new or changed: only those will be re-cached.").format(
+                                     n_todo=len(todo), total=total))
     elif not todo:
-        plan.note("cache", "ok", "all latents cached from an earlier day")
+        plan.note("cache", "ok", _("all latents cached from an earlier day"))
 
 
 def _decide_resume(plan: RunPlan) -> None:
@@ -542,16 +680,18 @@ def _decide_resume(plan: RunPlan) -> None:
     what = resume_problems(state.config, state.fingerprints, plan.run.to_dict(), plan.fingerprints)
     if what:
         plan.resume = "refused"
-        plan.note("resume", "error", "A saved run exists but it cannot continue: " + "; ".join(what)
-                  + ". Put the old settings back to continue, or tick start_over (old files are kept).")
+        plan.note("resume", "error", _("A saved run exists but it cannot continue: ") + "; ".join(what)
+                  + _(". Put the old settings back to continue, or tick start_over (old files are kept)."))
         return
     plan.state = state
     if state.finished and state.step >= plan.total_steps:
         plan.resume = "finished"
-        plan.note("resume", "ok", f"This run is finished ({state.step} steps). Raise epochs to train more.")
+        plan.note("resume", "ok", _("This run is finished ({step} steps). Raise epochs to train more.").format(
+                                      step=state.step))
     else:
         plan.resume = "continue"
-        plan.note("resume", "ok", f"Will continue from step {state.step}/{plan.total_steps}.")
+        plan.note("resume", "ok", _("Will continue from step {step}/{total_steps}.").format(
+                                      step=state.step, total_steps=plan.total_steps))
         dev = plan.device
         if dev is not None and dev.cpu_threads and state.cpu_threads and state.cpu_threads != dev.cpu_threads:
             # Same threads as the saved run: the thread count changes float summation order (bit-exact resume).
@@ -564,7 +704,7 @@ def fetch_model(plan: RunPlan, progress=True) -> "ResolvedModel":
     from colabkit.train import models
 
     if plan.resolved is None:
-        raise ColabkitError("No base model resolved: run the preflight and fix the base model first.")
+        raise ColabkitError(_("No base model resolved: run the preflight and fix the base model first."))
     if not plan.resolved.present:
         run = plan.run
         plan.resolved = models.resolve_base_model(run.base_model, models_dir=plan.project.models,
@@ -575,9 +715,10 @@ def fetch_model(plan: RunPlan, progress=True) -> "ResolvedModel":
         if plan.state is not None:
             what = resume_problems(plan.state.config, plan.state.fingerprints, plan.run.to_dict(), plan.fingerprints)
             if what:
-                raise ColabkitError("The saved run cannot be resumed with these settings, because:\n- "
-                                    + "\n- ".join(what) + "\nPut the old settings back to continue it, or tick "
-                                    "start_over to begin a new run (the old LoRA files and state are kept).")
+                raise ColabkitError(_("The saved run cannot be resumed with these settings, because:\n- ")
+                                    + "\n- ".join(what) + _("\nPut the old settings back to continue it, or tick "
+                                                            "start_over to begin a new run (the old LoRA files and "
+                                                            "state are kept)."))
     return plan.resolved
 
 

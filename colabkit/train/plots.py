@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from colabkit import files
@@ -10,8 +11,12 @@ from colabkit import files
 
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     """TensorBoard-style exponential smoothing with bias correction (the start isn't pulled to 0)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, 1):
+    out, avg, i = [], 0.0, 0
+    for v in values:
+        if not math.isfinite(v):  # a skipped step (NaN/inf loss): a gap in the curve, the average unharmed
+            out.append(float("nan"))
+            continue
+        i += 1
         avg = weight * avg + (1 - weight) * v
         out.append(avg / (1 - weight ** i))
     return out

@@ -9,10 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from colabkit.errors import ColabkitError
+from colabkit.i18n import N_, _
 from colabkit.train.config import TrainConfig
 from colabkit.train.plan import Note, RunPlan, make_plan
 
 Check = Note  # one row: name, level ("ok" | "warn" | "error"), message
+# The rows' names are keys in the plan (English), translated where shown.
+ROW_NAMES = (N_("activation tag"), N_("base model"), N_("cache"), N_("caption length"), N_("captions"), N_("dataset"),
+             N_("downloads"), N_("GPU"), N_("Drive space"), N_("images"), N_("memory"), N_("packages"), N_("prediction"), N_("previews"),
+             N_("project"), N_("resolution"), N_("resume"), N_("saved state"), N_("steps"), N_("time"))
+LEVELS = {"ok": N_("OK"), "warn": N_("WARNING"), "error": N_("PROBLEM")}
 
 
 @dataclass
@@ -40,13 +46,13 @@ class PreflightReport:
         return not self.errors
 
     def rows(self) -> list[dict]:
-        mark = {"ok": "OK", "warn": "WARNING", "error": "PROBLEM"}
-        return [{"check": c.name, "": mark[c.level], "details": c.message} for c in self.checks]
+        check, details = _("check"), _("details")  # the table's column headings
+        return [{check: _(c.name), "": _(LEVELS[c.level]), details: c.message} for c in self.checks]
 
     def raise_if_errors(self) -> None:
         if self.errors:
-            raise ColabkitError("Preflight found problems; nothing was started:\n- " +
-                                "\n- ".join(f"{c.name}: {c.message}" for c in self.errors))
+            raise ColabkitError(_("Preflight found problems; nothing was started:") + "\n- " +
+                                "\n- ".join(f"{_(c.name)}: {c.message}" for c in self.errors))
 
 
 def run_preflight(plan: RunPlan | TrainConfig, device: str | None = None) -> PreflightReport:
@@ -69,6 +75,8 @@ def _add_time_rows(plan: RunPlan) -> None:
     hint = timing.cpu_suggestion(est, run.resolution, est.steps)
     plan.note("time", "warn" if hint or est.days > 1 else "ok", est.describe() + (f". {hint}" if hint else ""))
     if est.previews:
-        plan.note("previews", "ok", f"{est.previews} epoch-end previews ({run.sample_steps} sampler steps each), "
-                  f"about {timing.span(est.preview_s)} each, {timing.span(est.previews * est.preview_s)} in all; "
-                  "counted in the daily budget (sample_every_n_epochs 0 turns them off).")
+        plan.note("previews", "ok", _(
+            "{n} epoch-end previews ({steps} sampler steps each), about {each} each, {total} in all; counted in the "
+            "daily budget (sample_every_n_epochs 0 turns them off).").format(
+            n=est.previews, steps=run.sample_steps, each=timing.span(est.preview_s),
+            total=timing.span(est.previews * est.preview_s)))

@@ -86,6 +86,7 @@ def prompt_kwargs(pipe, prompts: list[str], negative: str, device, max_token_len
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
     tokenizers = [pipe.tokenizer, pipe.tokenizer_2]
     zeros = not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", True)
+    warn_cut_prompts(pipe.tokenizer, list(prompts) + ([negative] if negative else []), max_token_length)
     n = needed_token_length(pipe.tokenizer, list(prompts) + ([] if zeros else [negative]), max_token_length)
     dtype = pipe.unet.dtype
     with torch.no_grad():
@@ -99,6 +100,31 @@ def prompt_kwargs(pipe, prompts: list[str], negative: str, device, max_token_len
             neg_pooled = neg_pooled.to(device, dtype).expand_as(pooled).contiguous()
     return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "negative_prompt_embeds": neg,
             "negative_pooled_prompt_embeds": neg_pooled}
+
+
+def cut_prompt_warning(tokenizer, texts: list[str], max_token_length: int) -> str | None:
+    """What to tell the user when some of ``texts`` have more tokens than are encoded (None: all fit)."""
+    from colabkit.i18n import _
+    from colabkit.train.cache import token_count
+
+    counts = [(t, token_count(tokenizer, t)) for t in texts]
+    over = [(t, n) for t, n in counts if n > max_token_length]
+    if not over:
+        return None
+    text, n = max(over, key=lambda tn: tn[1])
+    return _("{count} prompt(s) have more than {limit} tokens and are cut there: the words after it are not used "
+             "(the longest has {n} tokens and begins \"{start}\"). Shorten them (fewer, more specific tags).").format(
+        count=len(over), limit=max_token_length, n=n, start=text[:40])
+
+
+def warn_cut_prompts(tokenizer, texts: list[str], max_token_length: int) -> str | None:
+    """Shows ``cut_prompt_warning`` (notebook or terminal) when there is one, and returns it."""
+    message = cut_prompt_warning(tokenizer, texts, max_token_length)
+    if message:
+        from colabkit import display
+
+        display.show_text(message, "warn")
+    return message
 
 
 def render(pipe, prompts: list[str], resolution: int, steps: int, seed: int, device, *, zero_terminal_snr: bool,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from colabkit import files
+from colabkit.i18n import _
 
 KEEP = 2  # the newest state and one fallback
 
@@ -39,6 +40,11 @@ class TrainState:
     seconds_trained: float = 0.0
     saved_at: float = 0.0
     cpu_threads: int | None = None  # torch threads of a CPU run: a resume uses the same (same float sums)
+    # The caption token length the run's text conditioning was padded to (75, 150 or 225): a resume keeps it.
+    # None: not recorded, the rule of the day (padded to the 75-token chunks the longest caption needs).
+    token_length: int | None = None
+    forward_fp32: bool = True  # the forward process in fp32; False: a run saved before, in the weight dtype
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
     folder: Path | None = None
 
     @property
@@ -107,7 +113,7 @@ class StateStore:
         try:
             return self._save_into(tmp, final, state)
         except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)  # never a half state; the previous one stays usable
+            _remove(tmp)  # never a half state; the previous one stays usable
             if e.errno in files.FULL:
                 raise files.disk_full_error(final, e) from e
             raise
@@ -120,6 +126,8 @@ class StateStore:
             "step": state.step, "config": state.config, "fingerprints": state.fingerprints,
             "total_steps": state.total_steps, "losses": state.losses, "finished": state.finished,
             "seconds_trained": state.seconds_trained, "saved_at": time.time(), "cpu_threads": state.cpu_threads,
+            "token_length": state.token_length, "forward_fp32": state.forward_fp32,
+            "skipped_steps": state.skipped_steps,
         }
         _write(tmp / "trainable.safetensors",
                lambda p: save_file({k: v.detach().float().cpu().contiguous() for k, v in state.trainable.items()}, str(p)))
@@ -131,11 +139,11 @@ class StateStore:
         _write(tmp / "MANIFEST.json", lambda p: p.write_text(json.dumps(manifest, indent=1)))
         files.fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a stop right after a periodic save)
-            shutil.rmtree(final)
+            _remove(final)
         os.replace(tmp, final)
         files.fsync_dir(self.folder)
         for old in self._complete()[KEEP:]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         state.folder = final
         return final
 
@@ -143,12 +151,13 @@ class StateStore:
         """The newest intact state (or None) and a warning for each newer one that was unusable."""
         warnings = []
         for stale in self.folder.glob("step-*.tmp-*") if self.folder.is_dir() else []:
-            shutil.rmtree(stale, ignore_errors=True)  # a save that was cut off; never became a state
+            _remove(stale)  # a save that was cut off; never became a state
         for folder in self._complete():
             try:
                 return self._load(folder), warnings
             except Exception as e:  # any damage at all: fall back to the previous state
-                warnings.append(f"The saved state {folder.name} is damaged ({e}); using the one before it.")
+                warnings.append(_("The saved state {name} is damaged ({error}); using the one before it.").format(
+                                    name=folder.name, error=e))
         return None, warnings
 
     def _load(self, folder: Path) -> TrainState:
@@ -161,19 +170,54 @@ class StateStore:
                 raise ValueError(f"{name} does not match its checksum")
         meta = json.loads((folder / "state.json").read_text())
         extra = torch.load(folder / "extra.pt", weights_only=True, map_location="cpu")
+        token_length = meta.get("token_length")
+        if token_length is None and "cpu_threads" not in meta:
+            # Saved before captions were padded to need (states carry cpu_threads since soon after that change):
+            # every caption was padded to max_token_length (75 before that setting existed), 2 positions added.
+            token_length = meta["config"].get("max_token_length", 75)
         return TrainState(
             step=meta["step"], config=meta["config"], fingerprints=meta["fingerprints"],
             total_steps=meta["total_steps"], losses=meta["losses"], finished=meta["finished"],
             seconds_trained=meta["seconds_trained"], saved_at=meta["saved_at"], cpu_threads=meta.get("cpu_threads"),
+            token_length=token_length, forward_fp32=meta.get("forward_fp32", False),
+            skipped_steps=meta.get("skipped_steps", 0),
             trainable=load_file(folder / "trainable.safetensors"),
             optimizer=torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"),
             lr_scheduler=extra["lr_scheduler"], scaler=extra["scaler"], rng=extra["rng"], folder=folder,
         )
 
-    def archive(self) -> Path | None:
-        """Move all states aside (start_over keeps them, renamed, instead of deleting anything)."""
-        if not self.folder.is_dir() or not any(self.folder.iterdir()):
+    def archive(self, outputs: list[Path] | tuple[Path, ...] = ()) -> Path | None:
+        """Move all states aside, and ``outputs`` (the run's LoRA files) into ``lora/`` beside them: start_over
+        keeps the previous run, byte for byte. Renames only: nothing is copied, deleted or sent to Drive's trash."""
+        outputs = [p for p in outputs if p.is_file()]
+        states = self.folder.is_dir() and any(self.folder.iterdir())
+        if not states and not outputs:
             return None
         dest = self.folder.with_name(f"state-old-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(self.folder, dest)
+        n = 2
+        while dest.exists():  # two start_overs within a second
+            dest = dest.with_name(f"{dest.name.split('~')[0]}~{n}")
+            n += 1
+        if states:
+            os.replace(self.folder, dest)
+        for path in outputs:
+            files.move_into(path, dest / "lora")
         return dest
+
+
+def _remove(folder: Path) -> None:
+    """A state folder removed with its bytes truncated first, so Drive's trash keeps none of them.
+
+    Renamed out of the states first (a rename is atomic and trashes nothing): a kill while its files are being
+    truncated leaves a ``.tmp-`` folder that no load takes for a state, and the next load removes."""
+    if ".tmp-" not in folder.name:
+        gone = folder.with_name(f"{folder.name}.tmp-removed-{os.getpid()}-{time.time_ns()}")
+        try:
+            os.replace(folder, gone)
+            folder = gone
+        except OSError:
+            pass
+    try:
+        files.remove_tree_for_good(folder)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)

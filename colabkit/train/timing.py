@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from colabkit.i18n import _, ngettext
+
 # Seconds per step, SDXL LoRA (UNet only), 1024 px, batch 1, fp16/bf16, gradient checkpointing on, text
 # embeddings and latents cached. Sources (public reports, not measured here; no GPU was lent to this task):
 # - T4: 2.5 s. Reports for kohya sd-scripts / OneTrainer SDXL LoRA on a T4 give ~1.5-2.5 s/it at batch 1 with
@@ -57,7 +59,8 @@ def gpu_seconds_per_step(gpu_name: str | None, resolution: int, batch: int, chec
 def gpu_source(gpu_name: str | None) -> str:
     kind = gpu_kind(gpu_name)
     known = kind in (gpu_name or "").upper()
-    return f"tabled {kind} figure" + ("" if known else f" (GPU '{gpu_name}' not in the table: taken as a {kind})")
+    return (_("tabled {kind} figure").format(kind=kind) if known else
+            _("tabled {kind} figure (GPU '{gpu}' not in the table: taken as a {kind})").format(kind=kind, gpu=gpu_name))
 
 
 def preview_seconds(step_s_no_checkpointing: float, batch: int, n_prompts: int, sample_steps: int,
@@ -99,14 +102,16 @@ class RunEstimate:
     on_gpu: bool
 
     def describe(self) -> str:
-        parts = [f"{self.steps} steps x {self.step_s:.1f} s ({self.source}) = {span(self.train_s)}"]
+        parts = [_("{steps} steps x {step_s:.1f} s ({source}) = {time}").format(
+            steps=self.steps, step_s=self.step_s, source=self.source, time=span(self.train_s))]
         if self.caching_s >= 1:
-            parts.append(f"caching {span(self.caching_s)}")
+            parts.append(_("caching {time}").format(time=span(self.caching_s)))
         if self.previews:
-            parts.append(f"{self.previews} previews x {span(self.preview_s)}")
-        day = "free-tier day" if self.on_gpu else "budget"
-        return (f"about {span(self.total_s)} in all: " + " + ".join(parts) +
-                f"; {self.days} {day}{'s' if self.days != 1 else ''}")
+            parts.append(_("{previews} previews x {time}").format(previews=self.previews, time=span(self.preview_s)))
+        days = (ngettext("{n} free-tier day", "{n} free-tier days", self.days) if self.on_gpu
+                else ngettext("{n} budget", "{n} budgets", self.days)).format(n=self.days)
+        return _("about {time} in all: {parts}; {days}").format(time=span(self.total_s), parts=" + ".join(parts),
+                                                              days=days)
 
 
 def estimate_run(*, steps: int, step_s: float, source: str, batch: int, n_images: int, resolution: int,
@@ -150,9 +155,10 @@ def cpu_suggestion(estimate: RunEstimate, resolution: int, steps: int) -> str | 
         return None
     if resolution <= DEMO_RESOLUTION and steps <= DEMO_STEPS:
         return None
-    return (f"On the CPU this takes {span(estimate.total_s)}. To try the whole flow in minutes use the demo "
-            f"size: resolution {DEMO_RESOLUTION}, max_train_steps {DEMO_STEPS}, sample_every_n_epochs 0 "
-            "(or `colabkit demo`); train the real LoRA on a GPU runtime.")
+    return _("On the CPU this takes {time}. To try the whole flow in minutes use the demo size: resolution "
+             "{resolution}, max_train_steps {steps}, sample_every_n_epochs 0 (or `colabkit demo`); train the real "
+             "LoRA on a GPU runtime.").format(time=span(estimate.total_s), resolution=DEMO_RESOLUTION,
+                                              steps=DEMO_STEPS)
 
 
 def plan_estimate(plan) -> "RunEstimate | None":
@@ -169,7 +175,7 @@ def plan_estimate(plan) -> "RunEstimate | None":
         step_s = gpu_seconds_per_step(dev.gpu.name, run.resolution, batch, plan.gradient_checkpointing)
         source = gpu_source(dev.gpu.name)
     elif dev.cpu_seconds_per_step is not None:
-        step_s, source = dev.cpu_seconds_per_step, "CPU estimate"
+        step_s, source = dev.cpu_seconds_per_step, _("CPU estimate")
     else:
         return None
     prompts = [p for p in run.sample_prompts.splitlines() if p.strip()]

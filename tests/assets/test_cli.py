@@ -12,10 +12,12 @@ def test_cutout_any_folder(tmp_path, capsys):
     src = tmp_path / "sheets"
     src.mkdir()
     Image.fromarray(make_sheet((250, 250, 245))[0]).save(src / "props.png")
-    assert main(["cutout", "--input-folder", str(src), "--palette-colors", "16", "--min-area", "64"]) == 0
-    sprites = sorted((src / "assets" / "props").glob("props_*.png"))
+    assert main(["cutout", "--input-folder", str(src), "--palette-colors", "16", "--min-area", "64",
+                 "--gap", "26", "--shadows", "remove", "--close-gaps", "0", "--one-atlas", "false"]) == 0
+    sprites = sorted((src / "assets" / "props").glob("props_[0-9][0-9].png"))
     assert len(sprites) == 5
     assert len({c for c in Image.open(sprites[0]).getdata() if c[3]}) <= 16
+    assert (src / "assets" / "props" / "props_atlas.json").exists()
     assert "props.png" in capsys.readouterr().out
 
 

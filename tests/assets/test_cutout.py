@@ -79,18 +79,27 @@ def test_sheet_is_keyed_split_and_packed(bg):
         assert (s.image[:2, :, 3] == 0).all() and (s.image[:, -2:, 3] == 0).all()  # the margin
 
     frames = {f"s_{i:02d}.png": s.image for i, s in enumerate(sprites, 1)}
-    atlas, meta = build_atlas(frames, "atlas.png", padding=2)
+    (image, atlas, meta), = build_atlas(frames, "atlas", padding=2)
+    assert image == "atlas.png"
     assert meta["meta"] == {"app": "colabkit", "image": "atlas.png", "size": {"w": atlas.shape[1], "h": atlas.shape[0]},
                             "scale": "1", "format": "RGBA8888"}
     rects = []
     for name, f in meta["frames"].items():
         x, y, w, h = (f["frame"][k] for k in "xywh")
-        assert np.array_equal(atlas[y:y + h, x:x + w], frames[name])
-        assert f["sourceSize"] == {"w": w, "h": h} and f["rotated"] is False
+        sx, sy = f["spriteSourceSize"]["x"], f["spriteSourceSize"]["y"]
+        # the frame holds the sprite's visible pixels; its margin is given back by spriteSourceSize
+        assert same_visible(atlas[y:y + h, x:x + w], frames[name][sy:sy + h, sx:sx + w])
+        assert (sx, sy) == (2, 2) and f["trimmed"] is True and f["rotated"] is False
+        assert f["sourceSize"] == {"w": frames[name].shape[1], "h": frames[name].shape[0]}
         rects.append((x, y, x + w, y + h))
     for i, a in enumerate(rects):
         for b2 in rects[i + 1:]:
             assert a[2] <= b2[0] or b2[2] <= a[0] or a[3] <= b2[1] or b2[3] <= a[1], "atlas frames overlap"
+
+
+def same_visible(a, b):
+    """Equal alpha, and equal colour where visible (transparent pixels' colours are bled)."""
+    return np.array_equal(a[..., 3], b[..., 3]) and np.array_equal(a[a[..., 3] > 0], b[b[..., 3] > 0])
 
 
 def test_hole_open_to_the_outside_becomes_transparent():
@@ -170,18 +179,26 @@ def test_folder_step_writes_sprites_atlas_and_keeps_originals(tmp_path):
     (src / "notes.txt").write_text("not a picture")
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()}
     out = tmp_path / "out"
-    done = cut_out_images(CutoutConfig(input_folder=str(src), output_folder=str(out), palette_colors=0))
+    # gap 26 px at 1024 is 8 px on this 320 px sheet: the tree's crown and trunk (3 px apart) stay one sprite
+    done = cut_out_images(CutoutConfig(input_folder=str(src), output_folder=str(out), gap=26))
     assert [p.name for p in done] == ["sheet", "sheet-png"]  # sheet.jpg sorts first
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()} == before
     folder = out / "sheet-png"
     names = sorted(p.name for p in folder.glob("sheet-png_*.png"))
     assert names == [f"sheet-png_{i:02d}.png" for i in range(1, len(boxes) + 1)]
-    meta = json.loads((folder / "atlas.json").read_text())
-    atlas = np.asarray(Image.open(folder / "atlas.png"))
-    assert atlas.shape[2] == 4 and sorted(meta["frames"]) == names
-    for name, f in meta["frames"].items():
+    # one atlas for the folder, named after it, with every sprite of both pictures
+    meta = json.loads((out / "made_elsewhere.json").read_text())
+    atlas = np.asarray(Image.open(out / "made_elsewhere.png"))
+    assert meta["meta"]["image"] == "made_elsewhere.png" and atlas.shape[2] == 4
+    assert sorted(meta["frames"]) == sorted(names + [f"sheet_{i:02d}.png" for i in range(1, len(boxes) + 1)])
+    for name in names:
+        f = meta["frames"][name]
         x, y, w, h = (f["frame"][k] for k in "xywh")
-        assert np.array_equal(atlas[y:y + h, x:x + w], np.asarray(Image.open(folder / name)))
+        sx, sy = f["spriteSourceSize"]["x"], f["spriteSourceSize"]["y"]
+        sprite = np.asarray(Image.open(folder / name))
+        assert np.array_equal(atlas[y:y + h, x:x + w][..., 3], sprite[sy:sy + h, sx:sx + w, 3])
+        assert f["origin"]["image"] == "sheet.png"
+    assert not list(folder.glob("atlas*"))
     assert np.asarray(Image.open(folder / "cutout.png")).shape == (H, W, 4)
     assert (folder / "preview.png").exists()
     # JPEG noise around the shapes: still the right sprites
@@ -207,7 +224,11 @@ def test_learned_model_is_optional_and_used_when_given(tmp_path):
     im = np.full((64, 64, 3), 255, np.uint8)
     im[16:48, 16:48] = 0
     rgba = cut_out(im, model_file=str(path))
-    assert rgba[32, 32, 3] > 200 and rgba[2, 2, 3] < 60 and np.array_equal(rgba[..., :3], im)
+    opaque = rgba[..., 3] >= 250
+    assert rgba[32, 32, 3] > 200 and rgba[2, 2, 3] < 60 and np.array_equal(rgba[..., :3][opaque], im[opaque])
+    # the soft edge's colour is un-mixed from the white background: black, not grey
+    soft = (rgba[..., 3] > 60) & (rgba[..., 3] < 200)
+    assert soft.any() and rgba[..., :3][soft].max() <= 40
     with pytest.raises(ColabkitError, match="does not exist"):
         cut_out(im, model_file=str(tmp_path / "missing.onnx"))
     with pytest.raises(ColabkitError, match="non-commercial"):
@@ -221,8 +242,12 @@ def test_pictures_already_transparent_are_only_split(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(keyed, "RGBA").save(src / "done.png")
-    cut_out_images(CutoutConfig(input_folder=str(src)))
-    assert np.array_equal(np.asarray(Image.open(src / "assets" / "done" / "cutout.png")), keyed)
+    cut_out_images(CutoutConfig(input_folder=str(src), gap=26))
+    again = np.asarray(Image.open(src / "assets" / "done" / "cutout.png"))
+    visible = keyed[..., 3] > 0
+    assert np.array_equal(again[..., 3], keyed[..., 3]) and np.array_equal(again[visible], keyed[visible])
+    # the transparent pixels' colour is bled from their neighbours (no black fringe when scaled)
+    assert again[..., :3][~visible].max(axis=1).mean() > 40
     assert len(list((src / "assets" / "done").glob("done_*.png"))) == len(boxes)
 
 

@@ -1,8 +1,9 @@
 """notebooks/3_generate runs headless top to bottom on tiny-sdxl after a test training run."""
 
 import dataclasses
+import json
+import re
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,7 +16,7 @@ def test_form_fields_are_config_fields_and_cli_options():
     from colabkit.assets.config import CompareConfig, CutoutConfig, GenerateConfig
     from colabkit.cli import build_parser
 
-    params = set(form_params(read_source(NB))) - {"colabkit_source"}
+    params = set(form_params(read_source(NB))) - {"colabkit_source", "language", "release_runtime"}  # set-up, closing
     commands = build_parser()._subparsers._group_actions[0].choices
     for name, cls in (("compare", CompareConfig), ("generate", GenerateConfig), ("cutout", CutoutConfig)):
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -52,21 +53,35 @@ def test_notebook_runs_after_training(drive, tiny_sdxl):
     Image.fromarray(make_sheet((255, 255, 255))[0]).save(generated / "sheet.png")
 
     params = dict(project_name="houtline", base_model="tiny-sdxl", lora_weights="0.6, 1.0", size="64x64", steps=2,
-                  num_images=2, seed=5)
+                  num_images=2, seed=5, gap=26, shadows="remove", close_gaps=12, canvas="cell", power_of_two=True)
     nb = run_notebook(NB, params, env={"COLABKIT_DRIVE_ROOT": str(drive), "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
     text = text_of(nb)
     grids = list((project.output / "compare").glob("compare-*.png"))
     assert len(grids) == 1
-    assert Image.open(grids[0]).size[1] == 28 + 2 * 384  # two LoRA files (epoch 1, final), one prompt
-    made = sorted(p.name for p in generated.glob("0*.png"))
-    assert made == ["00000-5.png", "00001-6.png"]
+    from colabkit.assets.compare import header_height
     from colabkit.assets.generate import read_parameters
 
+    grid = Image.open(grids[0])
+    # two LoRA files (epoch 1, final), one prompt; columns: no LoRA, 0.6, 1.0; the settings printed under it
+    assert grid.size[1] > header_height() + 2 * 384 and (grid.size[0] - 3 * 384) > 50
+    assert read_parameters(grids[0])["Seed"] == "5"
+    made = sorted(p.name for p in generated.glob("0*.png"))
+    assert made == ["00000-5.png", "00001-6.png"]
     info = read_parameters(generated / "00000-5.png")
     assert info["Seed"] == "5" and info["Size"] == "64x64" and info["Lora hashes"].startswith("houtline: ")
+    assert info["RNG"] == "CPU"
     assert info["prompt"].startswith("houtline, square")  # pre-filled from the LoRA's tags
-    sprites = sorted((project.output / "assets" / "sheet").glob("sheet_*.png"))
-    assert len(sprites) == 5 and (project.output / "assets" / "sheet" / "atlas.json").exists()
-    assert np.asarray(Image.open(sprites[0])).shape[2] == 4
-    assert "Cut out 3 of 3 pictures" in text or "plain light background" in text  # tiny-sdxl's noise: either way
+    assets = project.output / "assets"
+    sprites = sorted((assets / "sheet").glob("sheet_[0-9][0-9].png"))
+    assert len(sprites) == 5
+    # one cell size for the set; one atlas for the folder, its pages powers of two
+    assert len({Image.open(p).size for p in sprites}) == 1 and Image.open(sprites[0]).mode == "RGBA"
+    atlas = json.loads((assets / "generated.json").read_text())
+    assert {f"sheet_{i:02d}.png" for i in range(1, 6)} <= set(atlas["frames"])
+    w, h = Image.open(assets / "generated.png").size
+    assert w & (w - 1) == 0 and h & (h - 1) == 0
+    # the sheet is cut; each of tiny-sdxl's noise pictures is either cut too or skipped with its reason
+    done = re.search(r"Cut out (\d) of 3 pictures", text)
+    assert done, text[-2000:]
+    assert len(re.findall(r"skipped 0000\d-\d\.png: ", text)) == 3 - int(done[1])
     assert len(outputs(nb, "image/png")) >= 3  # grid, generated grid, cut-out preview

@@ -123,12 +123,39 @@ def test_a_failed_install_says_in_one_line_what_to_put_in_colabkit_source(fresh_
     cells = [_first_cell("2_train.py", ""), _first_cell("2_train.py", str(tmp_path / "no-such-colabkit.whl"))]
     from nbclient.exceptions import CellExecutionError
 
-    for cell, why in zip(cells, ["(colabkit_source is empty)", "no-such-colabkit.whl"]):
+    for cell, why in zip(cells, ["(colabkit_source is empty and MyDrive/Loras/_colabkit/ has no colabkit-*.whl)",
+                                 "no-such-colabkit.whl"]):
         with pytest.raises(CellExecutionError) as err:  # stops "Run all" here
             execute_cells([cell], python=python, where=tmp_path, env=env, cwd=tmp_path)
         line = err.value.evalue  # shown as "SystemExit: <line>"
         assert err.value.ename == "SystemExit" and "\n" not in line and "\x1b" not in line
         assert line.startswith("colabkit is not installed (") and why in line
-        for hint in ("git+https://", "colabkit==0.1.0", "/content/drive/MyDrive/", "pip wheel --no-deps ."):
+        for hint in ("Unzip the colabkit download into MyDrive/Loras/_colabkit/", "git+https://", "colabkit==0.1.0",
+                     "/content/drive/MyDrive/", "pip wheel --no-deps ."):
             assert hint in line
         assert "pip._internal" not in str(err.value) and "Traceback (most recent call last)" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_first_cell_mounts_drive_to_install_a_wheel_kept_there(fresh_runtime, wheel, tmp_path):
+    """In a fresh (stand-in) Colab runtime, Drive is not mounted: a wheel on Drive is reachable only after the
+    cell mounts it. Then setup() finds Drive mounted and the project lands on Drive."""
+    import shutil
+
+    from helpers.colab_runtime import FAKE_COLAB, FakeColab
+
+    python, venv_site = fresh_runtime
+    colab = FakeColab(tmp_path / "colab-home", tmp_path / "rt" / "content")
+    colab.content.mkdir(parents=True)
+    colab.my_drive.mkdir(parents=True)
+    shutil.copy(wheel, colab.my_drive / wheel.name)
+    env = _runtime_env()
+    env.pop("COLABKIT_DRIVE_ROOT", None)
+    env.update(colab.env(), PYTHONPATH=str(FAKE_COLAB), PATH=f"{python.parent}{os.pathsep}{env['PATH']}")
+    nb = read_source(NOTEBOOKS / "2_train.py")
+    set_params(nb, {"colabkit_source": str(colab.mounted_root / wheel.name)})
+    first_cell = next(c.source for c in nb.cells if c.cell_type == "code")
+    ran = execute_cells([first_cell, "import colabkit; print(colabkit.__file__)"], python=python, where=tmp_path,
+                        env=env, cwd=tmp_path)
+    assert Path(_stdout(ran.cells[-1])).is_relative_to(venv_site)  # installed from the wheel on Drive
+    assert colab.log() == [f"mount {colab.content / 'drive'}"]  # once: the cell's; setup() found it mounted

@@ -1,8 +1,9 @@
 """Notebook sources, generated .ipynb files, and headless execution with form values set.
 
 The notebooks are kept as jupytext "percent" scripts (``notebooks/*.py``): plain text that diffs and
-reviews well. The ``.ipynb`` that Colab opens is generated from them (``python tests/helpers/notebooks.py``)
-and a test checks the two agree. Tests execute them top to bottom with nbclient, after replacing
+reviews well. The ``.ipynb`` that Colab opens is generated from them (``python tests/helpers/notebooks.py``),
+in English and, with the translation of their text (``notebooks/locale``, see ``notebook_text``), in Spanish
+(``notebooks/es/``); a test checks they agree. Tests execute them top to bottom with nbclient, after replacing
 the value of chosen ``name = value  # @param`` lines, exactly as a user filling the form would.
 """
 
@@ -15,20 +16,32 @@ from pathlib import Path
 from typing import Any
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # notebook_text, beside this file (also when run as a script)
+CPU_NOTEBOOKS = {"1_dataset"}
 _PARAM_RE = re.compile(r"^(?P<indent>\s*)(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)\s*#\s*@param(?P<rest>.*)$")
 
 
-def read_source(py_path: str | os.PathLike):
+def read_source(py_path: str | os.PathLike, lang: str = "en"):
+    """The notebook of one source, in ``lang``: its text translated (``notebooks/locale``), its ``@settings`` lines
+    expanded into the settings' descriptions, and (``es``) its ``language`` field defaulting to the notebook's own."""
     import jupytext
 
+    from notebook_text import LANGUAGE_FIELD, localize
+
     nb = jupytext.read(str(py_path), fmt="py:percent")
-    # Colab needs these to show the form and offer a GPU runtime.
+    localize(nb, lang)
+    if lang != "en":
+        set_params(nb, {"language": LANGUAGE_FIELD[lang]})
+    # Colab needs these to show the form; a GPU runtime only for the notebooks that need one: notebook 1 tags on
+    # a CPU runtime (an idle GPU runtime spends the quota training needs; the artist may pick one for BLIP).
     nb.metadata = {
-        "accelerator": "GPU",
-        "colab": {"provenance": [], "gpuType": "T4"},
+        "colab": {"provenance": []},
         "kernelspec": {"display_name": "Python 3", "name": "python3"},
         "language_info": {"name": "python"},
     }
+    if Path(py_path).stem not in CPU_NOTEBOOKS:
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"]["gpuType"] = "T4"
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:02d}"  # stable ids: the generated file is reproducible byte for byte
         cell.metadata = {}
@@ -38,19 +51,29 @@ def read_source(py_path: str | os.PathLike):
     return nb
 
 
-def to_ipynb_text(py_path: str | os.PathLike) -> str:
+def to_ipynb_text(py_path: str | os.PathLike, lang: str = "en") -> str:
     import nbformat
 
-    return nbformat.writes(read_source(py_path)) + "\n"
+    return nbformat.writes(read_source(py_path, lang)) + "\n"
+
+
+def ipynb_path(src: Path, lang: str = "en") -> Path:
+    """notebooks/<name>.ipynb, or notebooks/<lang>/<name>.ipynb for a translation."""
+    return src.with_suffix(".ipynb") if lang == "en" else src.parent / lang / (src.stem + ".ipynb")
 
 
 def build_all() -> list[Path]:
-    """Regenerate every notebooks/*.ipynb from its .py source."""
-    written = []
+    """Refresh the notebooks' text catalog (new text appears untranslated in its .po), then regenerate every
+    notebooks/*.ipynb and notebooks/<lang>/*.ipynb from its .py source."""
+    from notebook_text import TRANSLATED, update_catalogs
+
+    written = update_catalogs(sorted(NOTEBOOKS.glob("*.py")))
     for src in sorted(NOTEBOOKS.glob("*.py")):
-        out = src.with_suffix(".ipynb")
-        out.write_text(to_ipynb_text(src))
-        written.append(out)
+        for lang in ("en", *TRANSLATED):
+            out = ipynb_path(src, lang)
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(to_ipynb_text(src, lang))
+            written.append(out)
     return written
 
 
@@ -85,7 +108,8 @@ def set_params(nb, params: dict[str, Any]) -> None:
 
 
 def run_notebook(py_path: str | os.PathLike, params: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None, timeout: int = 600, cwd: str | os.PathLike | None = None):
+                 env: dict[str, str] | None = None, timeout: int = 600, cwd: str | os.PathLike | None = None,
+                 lang: str = "en"):
     """Execute a notebook source headless, top to bottom; returns the executed notebook.
 
     ``env`` is added to the kernel's environment (e.g. COLABKIT_DRIVE_ROOT). A failing cell raises
@@ -93,7 +117,7 @@ def run_notebook(py_path: str | os.PathLike, params: dict[str, Any] | None = Non
     """
     from nbclient import NotebookClient
 
-    nb = read_source(py_path)
+    nb = read_source(py_path, lang)
     set_params(nb, params or {})
     kernel_env = dict(os.environ)
     kernel_env.update(env or {})

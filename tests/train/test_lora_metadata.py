@@ -78,7 +78,7 @@ def test_metadata_locon_vpred_and_extra():
     m = meta(lora_type="LoCon", conv_dim=4, conv_alpha=1, prediction_type="v_prediction", resolution=(896, 1152),
              text_encoder_lr=None, extra={"ss_optimizer": "AdamW8bit", "ss_bucket_info": {"buckets": {}}})
     assert json.loads(m["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "1.0"}
-    assert m["ss_base_model_version"] == "sdxl_base_v1-0_v"
+    assert m["ss_base_model_version"] == "sdxl_base_v1-0"  # as sd-scripts writes it for every SDXL model
     assert m["ss_v_parameterization"] == "True"
     assert m["modelspec.prediction_type"] == "v"
     assert m["ss_resolution"] == "(896, 1152)" and m["modelspec.resolution"] == "896x1152"
@@ -102,7 +102,7 @@ def test_metadata_v_prediction_ztsnr_and_long_captions_in_the_files_spelling():
     m = meta(prediction_type="v_prediction", zero_terminal_snr=True, max_token_length=225)
     assert m["modelspec.prediction_type"] == "v"
     assert m["ss_v_parameterization"] == "True"
-    assert m["ss_base_model_version"] == "sdxl_base_v1-0_v"
+    assert m["ss_base_model_version"] == "sdxl_base_v1-0"  # as sd-scripts writes it for every SDXL model
     assert m["ss_zero_terminal_snr"] == "True"  # sd-scripts' key and str(bool), as train_network.py writes it
     assert m["ss_max_token_length"] == "225"
     eps = meta(prediction_type="epsilon", max_token_length=150)

@@ -156,3 +156,28 @@ def test_header_is_all_that_is_read(tiny_file, tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", counting_open)
     assert inspect_checkpoint(sparse).family == "sdxl"
     assert sum(reads) <= 64 + n
+
+
+def test_a_cosxl_edm_model_is_v_prediction_but_auto_keeps_ztsnr_off(tiny_project, make_config, tiny_sdxl, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from colabkit.train.models.resolve import ModelFacts
+    from colabkit.train.noise import use_ztsnr
+
+    sd = load_file(write_single_file(tiny_sdxl, tmp_path / "base.safetensors"))
+    sd["edm_vpred.sigma_max"] = torch.tensor([120.0])
+    sd["edm_vpred.sigma_min"] = torch.tensor([0.002])
+    cosxl = tmp_path / "cosxl.safetensors"
+    save_file(sd, str(cosxl))
+    info = inspect_checkpoint(cosxl, require_sdxl=True)
+    assert info.prediction_type == "v_prediction" and info.edm and not info.zero_terminal_snr
+    assert use_ztsnr("auto", "v_prediction", info.zero_terminal_snr, edm=info.edm) is False
+    assert use_ztsnr("auto", "v_prediction", False) is True  # a plain v-pred model: on, as before
+    assert use_ztsnr("on", "v_prediction", False, edm=True) is True
+    assert ModelFacts({}, {}, True, "v_prediction", False).edm is False
+    from colabkit.train.plan import make_plan
+
+    plan = make_plan(make_config(base_model=str(cosxl)), device="cpu")
+    assert plan.prediction_type == "v_prediction" and not plan.zero_terminal_snr
+    assert any(n.name == "prediction" and "zero-terminal SNR off (an EDM (CosXL-style) model)" in n.message
+               for n in plan.notes)

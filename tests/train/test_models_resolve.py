@@ -26,7 +26,8 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def test_presets_table():
-    assert list(PRESETS) == ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1"]
+    assert list(PRESETS) == ["SDXL base 1.0", "Pony Diffusion V6 XL", "Animagine XL 3.1", "Illustrious XL 0.1",
+                             "NoobAI-XL V-Pred 1.0", "NoobAI-XL Eps 1.1"]
     sdxl = PRESETS["SDXL base 1.0"]
     assert sdxl.url == ("https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/"
                         "sd_xl_base_1.0.safetensors")
@@ -34,7 +35,7 @@ def test_presets_table():
     assert sdxl.sha256 == "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b"
     for p in PRESETS.values():
         assert all(u.startswith("https://huggingface.co/") and "/resolve/" in u for u in p.urls)
-        assert p.prediction_type == "epsilon"
+        assert p.prediction_type == ("v_prediction" if "V-Pred" in p.name else "epsilon")
         assert p.sha256 is None or (len(p.sha256) == 64 and p.sha256 == p.sha256.lower())
     assert PRESETS["Pony Diffusion V6 XL"].prompt_prefix.startswith("score_9")
     assert PRESETS["Pony Diffusion V6 XL"].clip_skip == 2
@@ -42,6 +43,12 @@ def test_presets_table():
     assert find_preset("sdxl base 1.0").name == "SDXL base 1.0"
     assert find_preset("animagine-xl-3.1.safetensors").name == "Animagine XL 3.1"
     assert find_preset("something else") is None
+    # the anchor trainer's addresses; no published hash at hand: said, not guessed
+    vpred, eps = PRESETS["NoobAI-XL V-Pred 1.0"], PRESETS["NoobAI-XL Eps 1.1"]
+    assert vpred.url == "https://huggingface.co/Laxhar/noobai-XL-Vpred-1.0/resolve/main/NoobAI-XL-Vpred-v1.0.safetensors"
+    assert eps.url == "https://huggingface.co/Laxhar/noobai-XL-1.1/resolve/main/NoobAI-XL-v1.1.safetensors"
+    assert vpred.sha256 is eps.sha256 is None and all("Not hash-checked" in p.notes for p in (vpred, eps))
+    assert find_preset("noobai-vpred") is vpred and find_preset("NoobAI Eps 1.1") is eps
 
 
 def test_tiny_sdxl(tiny_sdxl):

@@ -251,3 +251,43 @@ def test_sample_noise_per_seed_and_step():
     n = n + 0.05 * torch.randn((2, 4, 1, 1), generator=g)
     assert torch.equal(multi, pyramid_noise(n, g, 3, 0.3))
     assert not math.isnan(multi.sum().item())
+
+
+# -- the forward process in fp32 ---------------------------------------------------------------------------------
+
+def _float64_forward(t: int, x, n, ztsnr: bool):
+    """(noisy, v target) from SDXL's schedule computed in float64 by hand (Lin et al. 2023, Algorithm 1)."""
+    acp = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2, 0)
+    if ztsnr:
+        s = acp.sqrt()
+        s0, s_last = s[0].clone(), s[-1].clone()
+        acp = ((s - s_last) * s0 / (s0 - s_last)) ** 2
+    a = acp[t]
+    return a.sqrt() * x + (1 - a).sqrt() * n, a.sqrt() * n - (1 - a).sqrt() * x
+
+
+@pytest.mark.parametrize("t,ztsnr", [(1, False), (1, True), (998, True), (0, True)])
+def test_the_forward_process_is_float32_and_matches_float64(t, ztsnr):
+    g = torch.Generator().manual_seed(0)
+    x, n = torch.randn(2, 4, 32, 32, generator=g), torch.randn(2, 4, 32, 32, generator=g)
+    sched = training_scheduler(SDXL_SCHEDULE, "v_prediction", ztsnr)
+    ts = torch.tensor([t, t])
+    ref_noisy, ref_v = _float64_forward(t, x.double(), n.double(), ztsnr)
+
+    def rel(a, b):
+        return ((a.double() - b).norm() / b.norm()).item()
+
+    # what the loop runs: fp32 latents and noise (fp16 UNet weights or not) -> fp32 noisy latents and target
+    noisy, target = noisy_and_target(sched, x, n, ts, "v_prediction")
+    assert noisy.dtype == target.dtype == torch.float32
+    assert rel(noisy, ref_noisy) < 1e-6 and rel(target, ref_v) < 1e-6
+    # the same inputs cast to fp16 first, as before (diffusers then uses fp16 alphas_cumprod): far off
+    old_noisy, old_target = noisy_and_target(sched, x.half(), n.half(), ts, "v_prediction", dtype=torch.float16)
+    assert rel(old_noisy, ref_noisy) > 1e-4 and rel(old_target, ref_v) > 1e-4
+
+
+def test_an_fp16_input_is_computed_in_float32():
+    sched = training_scheduler(SDXL_SCHEDULE, "epsilon", False)
+    x = torch.ones(1, 4, 2, 2, dtype=torch.float16)
+    noisy, target = noisy_and_target(sched, x, x, torch.tensor([1]), "epsilon")
+    assert noisy.dtype == target.dtype == torch.float32

@@ -213,10 +213,18 @@ def test_lr_schedule_does_not_advance_on_skipped_steps(tiny_project, make_config
     normal = Lrs()
     train(cfg, reporter=normal, device="cpu")
     assert normal.lrs[0] > normal.lrs[-1]  # a linear decay moves at every step
-    import accelerate
+    from colabkit.train import loop
 
-    # As if fp16's grad scaler had found inf/NaN gradients at every step (only a CUDA run can make it so).
-    monkeypatch.setattr(accelerate.Accelerator, "optimizer_step_was_skipped", property(lambda self: True))
+    # fp16's grad scaler (a real one, on the CPU) finding inf gradients at every step, as on a T4 while it
+    # lowers its scale: each step is skipped (test_skip_steps.py drives the scaler path in full)
+    real_step = loop.optimizer_step
+
+    def overflowing(optimizer, lr_scheduler, params, max_grad_norm, scaler, loss):
+        params[0].grad.view(-1)[0] = float("inf")
+        return real_step(optimizer, lr_scheduler, params, max_grad_norm, scaler, loss)
+
+    monkeypatch.setattr(loop, "grad_scaler", lambda accelerator: torch.amp.GradScaler("cpu"))
+    monkeypatch.setattr(loop, "optimizer_step", overflowing)
     skipped = Lrs()
     train(cfg.replace(start_over=True), reporter=skipped, device="cpu")
     assert skipped.lrs == [cfg.unet_lr] * len(skipped.lrs)

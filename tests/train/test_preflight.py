@@ -192,8 +192,8 @@ def test_drive_full(tiny_project, make_config, drive, monkeypatch, no_gpu):
     report = run_preflight(make_config())
     check = row(report, "Drive space")
     assert check.level == "error" and not report.ok
-    assert check.message.startswith("0.2 GB free on Drive, about 0.5 GB needed.")
-    assert "Free some space (Drive's bin counts too)" in check.message
+    assert check.message.startswith("0.21 GB free on Drive, the run needs about 0.51 GB (model 0.00 GB, states 0.01")
+    assert "Free some space (empty Drive's bin too: it counts)" in check.message
     free["gb"] = 3.0
     assert row(run_preflight(make_config()), "Drive space").level == "ok"
     assert snapshot(drive) == before
@@ -205,7 +205,7 @@ def test_drive_full_for_a_model_still_to_download(tiny_project, make_config, dri
     report = run_preflight(make_config(base_model="SDXL base 1.0", resolution=1024))
     assert row(report, "base model").level == "ok"  # the preset resolves without downloading
     check = row(report, "Drive space")
-    assert check.level == "error" and "3.0 GB free on Drive, about 7.5 GB needed" in check.message
+    assert check.level == "error" and "3.22 GB free on Drive, the run needs about 7.86 GB (model 6.94 GB" in check.message
     assert "untick keep_model_on_drive" in check.message
     report = run_preflight(make_config(base_model="SDXL base 1.0", resolution=1024, keep_model_on_drive=False))
     assert row(report, "Drive space").level == "ok"

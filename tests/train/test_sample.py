@@ -154,3 +154,20 @@ def test_previews_fall_back_to_one_by_one_when_the_batch_does_not_fit(parts, mon
     assert sizes == [2, 1, 1]
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_a_prompt_cut_at_max_token_length_is_said_once_per_call(parts, capsys):
+    from colabkit.train.sample import prompt_kwargs
+
+    pipe = preview_pipeline(parts, parts.unet, "epsilon", False)
+    long = ", ".join(f"t{i:03d}" for i in range(50))  # 249 tokens: 24 past 225
+    short = "houtline, outline"
+    prompt_kwargs(pipe, [short], NEGATIVE, "cpu", 225)
+    assert capsys.readouterr().out == ""  # nothing cut, nothing said
+    kw = prompt_kwargs(pipe, [short, long], NEGATIVE, "cpu", 225)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "1 prompt(s) have more than 225 tokens and are cut there" in out
+    assert "249 tokens" in out and '"t000, t001, t002' in out
+    assert kw["prompt_embeds"].shape[1] == 227  # still encoded: the first 225 tokens
+    prompt_kwargs(pipe, [long], NEGATIVE, "cpu", 75)
+    assert "more than 75 tokens" in capsys.readouterr().out

@@ -18,6 +18,7 @@ Trainer flow::
     save_lora(path, tensors, build_metadata(..., lora_type="LoCon", conv_dim=4, conv_alpha=2))
 """
 
+from colabkit.train.lora import continue_from
 from colabkit.train.lora.export import (
     check_kohya_state_dict,
     export_kohya,
@@ -45,6 +46,7 @@ __all__ = [
     "LORA_TYPES",
     "add_lora",
     "build_metadata",
+    "continue_from",
     "check_kohya_state_dict",
     "export_kohya",
     "kohya_module_table",

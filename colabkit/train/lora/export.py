@@ -39,7 +39,9 @@ def _export_component(model, namer, adapter_name, alpha, conv_alpha, dtype, out,
             raise ValueError(f"{what}.{module_name}: lora_bias has no kohya LoRA form")
         a = _layer_alpha(layer, adapter_name)
         expected = conv_alpha if is_conv3x3(layer.get_base_layer()) else alpha
-        if expected is not None and not math.isclose(a, float(expected), rel_tol=1e-6):
+        # (a layer continued from a file keeps that file's own alpha: continue_from marks it)
+        if expected is not None and not getattr(layer, "alpha_from_file", False) and \
+                not math.isclose(a, float(expected), rel_tol=1e-6):
             raise ValueError(f"{what}.{module_name}: trained with alpha {a}, asked to export alpha {expected}")
         key = namer(module_name)
         if key + ".alpha" in out:

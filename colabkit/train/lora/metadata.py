@@ -73,6 +73,10 @@ def build_metadata(
     timestamp: float | None = None,
     zero_terminal_snr: bool = False,
     max_token_length: int = 75,
+    dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
+    num_reg_images: int = 0,
+    prior_loss_weight: float | None = None,
+    reg_dataset_dirs: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, str]:
     """Metadata for a LoRA file, all values strings.
 
@@ -81,7 +85,9 @@ def build_metadata(
     replace one computed here. ``text_encoder_lr`` None is written "None", as sd-scripts does.
 
     ``prediction_type`` takes the config's spelling, "epsilon" or "v_prediction"; only here is it turned into the
-    file's: ``modelspec.prediction_type`` "v" and ``ss_v_parameterization`` True. ``zero_terminal_snr`` and
+    file's: ``modelspec.prediction_type`` "v" and ``ss_v_parameterization`` True. ``dataset_dirs``
+    (``{"<folder>": {"n_repeats": N, "img_count": M}}``) becomes ``ss_dataset_dirs``, as sd-scripts writes it;
+    ``num_train_images`` is its images x repeats summed (sd-scripts' meaning). ``zero_terminal_snr`` and
     ``max_token_length`` are recorded as sd-scripts' train_network.py records its options of those names
     (``ss_max_token_length`` "None" for the plain 75 tokens).
     """
@@ -103,14 +109,21 @@ def build_metadata(
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": int(network_dim),
         "ss_network_alpha": float(network_alpha),
-        # sd-scripts writes sdxl_base_v1-0 for every SDXL; "_v" follows its SD1/SD2 naming ("sd_v2_v")
-        "ss_base_model_version": BASE_MODEL_VERSION + ("_v" if v_pred else ""),
+        # sd-scripts writes sdxl_base_v1-0 for every SDXL model, v-prediction too: that one is said by
+        # ss_v_parameterization and modelspec.prediction_type (readers match the version string exactly)
+        "ss_base_model_version": BASE_MODEL_VERSION,
         "ss_v2": False,
         "ss_v_parameterization": v_pred,
         "ss_sd_model_name": base_model_name,
         "ss_resolution": f"({w}, {h})",  # sd-scripts writes str() of its (width, height) tuple
         "ss_num_train_images": int(num_train_images),
+        "ss_num_reg_images": int(num_reg_images),  # regularization images x their repeats, as sd-scripts counts
+        **({"ss_prior_loss_weight": float(prior_loss_weight)} if prior_loss_weight is not None else {}),
+        **({"ss_reg_dataset_dirs": json.dumps({k: dict(v) for k, v in reg_dataset_dirs.items()})}
+           if reg_dataset_dirs else {}),
         "ss_tag_frequency": json.dumps({folder: dict(tags) for folder, tags in tag_frequency.items()}),
+        **({"ss_dataset_dirs": json.dumps({folder: {"n_repeats": int(d["n_repeats"]), "img_count": int(d["img_count"])}
+                                           for folder, d in dataset_dirs.items()})} if dataset_dirs else {}),
         "ss_training_comment": f"activation tag: {activation_tag}; trained with colabkit {__version__}"
         if activation_tag
         else f"trained with colabkit {__version__}",

@@ -21,6 +21,7 @@ from typing import Iterable
 
 from colabkit.errors import ColabkitError
 from colabkit.train.config import LORA_TYPES
+from colabkit.i18n import _
 
 _UNET_LORA_PARENTS = ("Transformer2DModel",)
 _UNET_LOCON_PARENTS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
@@ -62,7 +63,8 @@ def _children_under(model, parent_classes: Iterable[str], conv: bool) -> list[st
 def unet_targets(unet, lora_type: str = "LoRA") -> list[str]:
     """diffusers module names of the UNet layers that get a LoRA, in model order."""
     if lora_type not in LORA_TYPES:
-        raise ColabkitError(f"lora_type must be one of {', '.join(LORA_TYPES)}, not {lora_type!r}.")
+        raise ColabkitError(_("lora_type must be one of {names}, not {lora_type!r}.").format(
+                                names=', '.join(LORA_TYPES), lora_type=lora_type))
     names = set(_children_under(unet, _UNET_LORA_PARENTS, conv=False))
     if lora_type == "LoCon":
         names |= set(_children_under(unet, _UNET_LOCON_PARENTS, conv=True))
@@ -89,9 +91,10 @@ def is_conv3x3(module) -> bool:
 
 def _check_rank_alpha(rank, alpha, what: str) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise ColabkitError(f"{what} rank must be a positive whole number, got {rank!r}.")
+        raise ColabkitError(_("{what} rank must be a positive whole number, got {rank!r}.").format(
+                                what=what, rank=rank))
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ColabkitError(f"{what} alpha must be a positive number, got {alpha!r}.")
+        raise ColabkitError(_("{what} alpha must be a positive number, got {alpha!r}.").format(what=what, alpha=alpha))
 
 
 def inject_lora(

@@ -18,6 +18,7 @@ from typing import Literal, Mapping
 
 from colabkit.errors import ColabkitError
 from colabkit.train.models.presets import EPSILON, V_PREDICTION, normalize_prediction_type
+from colabkit.i18n import _
 
 Family = Literal["sdxl", "sdxl-refiner", "sd1", "sd2", "flux", "sd3", "lora", "unknown"]
 
@@ -58,6 +59,7 @@ class CheckpointInfo:
     prediction_type: str | None  # what the file itself says, None when it says nothing
     zero_terminal_snr: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    edm: bool = False  # an EDM v-prediction model (CosXL: "edm_vpred.sigma_max"), not trained on a ZTSNR schedule
 
     @property
     def n_tensors(self) -> int:
@@ -88,13 +90,15 @@ class CheckpointInfo:
         """Self if colabkit can train on it, else a ColabkitError that says what the file is and what to do."""
         name = self.path.name
         if self.family != "sdxl":
-            raise ColabkitError(f"{name} is {_FAMILY_WORDS[self.family]}. colabkit trains LoRAs for SDXL-family "
-                                f"models only. {SUGGESTION}")
+            raise ColabkitError(_("{name} is {family_words}. colabkit trains LoRAs for SDXL-family models only. "
+                                  "{suggestion}").format(
+                                    name=name, family_words=_FAMILY_WORDS[self.family], suggestion=SUGGESTION))
         missing = [what for what, ok in (("UNet", self.has_unet), ("text encoders", self.has_text_encoders),
                                          ("VAE", self.has_vae)) if not ok]
         if missing:
-            raise ColabkitError(f"{name} is an SDXL checkpoint without its {' and '.join(missing)} (a partial file, "
-                                "e.g. 'UNet only'). Use the full checkpoint (usually about 6.9 GB) from the same page.")
+            raise ColabkitError(_("{name} is an SDXL checkpoint without its {names} (a partial file, e.g. 'UNet "
+                                  "only'). Use the full checkpoint (usually about 6.9 GB) from the same page.").format(
+                                    name=name, names=' and '.join(missing)))
         return self
 
 
@@ -123,7 +127,8 @@ def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ColabkitError(f"{path} has a damaged safetensors header ({e}). Download it again.") from None
+            raise ColabkitError(_("{path} has a damaged safetensors header ({error}). Download it again.").format(
+                                    path=path, error=e)) from None
     header.pop("__metadata__", None)
     return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()}
 
@@ -136,16 +141,16 @@ def inspect_checkpoint(path: str | os.PathLike, *, require_sdxl: bool = False) -
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ColabkitError(f"No checkpoint file at {path}.")
+        raise ColabkitError(_("No checkpoint file at {path}.").format(path=path))
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(64)
     if head[8:9] != b"{" and (path.suffix.lower() in PICKLE_SUFFIXES or _sniff(head) in ("zip", "pickle")):
         if path.suffix.lower() not in PICKLE_SUFFIXES:
             raise ColabkitError(
-                f"{path.name} is a PyTorch pickle checkpoint, not safetensors, despite its name. Pickle files can "
-                "run code when loaded; get the .safetensors version of this model, or rename the file to .ckpt so "
-                "colabkit loads it in the safe tensors-only mode.")
+                _("{name} is a PyTorch pickle checkpoint, not safetensors, despite its name. Pickle files can run "
+                  "code when loaded; get the .safetensors version of this model, or rename the file to .ckpt so "
+                  "colabkit loads it in the safe tensors-only mode.").format(name=path.name))
         info = _inspect_pickle(path, size)
     else:
         info = _inspect_safetensors(path, size, head)
@@ -181,7 +186,8 @@ def _not_safetensors(path: Path, head: bytes) -> ColabkitError:
         why = "it is empty or nearly so"
     else:
         why = "it does not start with a safetensors header"
-    return ColabkitError(f"{path.name} cannot be used: {why}. Delete it and download the model again.")
+    return ColabkitError(_("{name} cannot be used: {why}. Delete it and download the model again.").format(
+                             name=path.name, why=why))
 
 
 def _inspect_safetensors(path: Path, size: int, head: bytes) -> CheckpointInfo:
@@ -199,7 +205,8 @@ def _inspect_safetensors(path: Path, size: int, head: bytes) -> CheckpointInfo:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ColabkitError(f"{path.name} has a damaged safetensors header ({e}). Delete it and download it again.")
+        raise ColabkitError(_("{name} has a damaged safetensors header ({error}). Delete it and download it again.").format(
+                                name=path.name, error=e))
     metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: Counter[str] = Counter()
@@ -210,7 +217,8 @@ def _inspect_safetensors(path: Path, size: int, head: bytes) -> CheckpointInfo:
             dtypes[str(spec["dtype"])] += 1
             end = max(end, int(spec["data_offsets"][1]))
         except (KeyError, TypeError, ValueError, IndexError):
-            raise ColabkitError(f"{path.name} has a damaged safetensors header (entry {key!r}). Download it again.")
+            raise ColabkitError(_("{name} has a damaged safetensors header (entry {key!r}). Download it again.").format(
+                                    name=path.name, key=key))
     expected = 8 + n + end
     if expected > size:
         raise _cut_short(path, size, expected, "its tensors")
@@ -219,9 +227,10 @@ def _inspect_safetensors(path: Path, size: int, head: bytes) -> CheckpointInfo:
 
 def _cut_short(path: Path, size: int, expected: int, what: str) -> ColabkitError:
     return ColabkitError(
-        f"{path.name} is cut short: the file has {size:,} bytes but {what} need {expected:,} "
-        f"({100 * size / expected:.0f}% there). The download or copy stopped early. Delete it and download it again "
-        "(colabkit's own downloads resume where they stopped).")
+        _("{name} is cut short: the file has {size:,} bytes but {what} need {expected:,} ({value:.0f}% there). The "
+          "download or copy stopped early. Delete it and download it again (colabkit's own downloads resume where "
+          "they stopped).").format(
+            name=path.name, size=size, what=what, expected=expected, value=100 * size / expected))
 
 
 def _inspect_pickle(path: Path, size: int) -> CheckpointInfo:
@@ -242,8 +251,9 @@ def load_pickle_state_dict(path: Path) -> dict:
         with open(path, "rb") as f:
             head = f.read(64)
         if _sniff(head) == "pickle":
-            raise ColabkitError(f"{path.name} is in PyTorch's old (pre-1.6) pickle format, which cannot be loaded "
-                                "without reading it all into memory. Use a .safetensors version of this model.")
+            raise ColabkitError(_("{name} is in PyTorch's old (pre-1.6) pickle format, which cannot be loaded "
+                                  "without reading it all into memory. Use a .safetensors version of this model.").format(
+                                    name=path.name))
         if _sniff(head) == "zip":  # starts like a zip but the directory at its end is missing
             raise _cut_short(path, path.stat().st_size, path.stat().st_size + 1, "its zip directory")
         raise _not_safetensors(path, head)
@@ -251,17 +261,18 @@ def load_pickle_state_dict(path: Path) -> dict:
         obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
         raise ColabkitError(
-            f"{path.name} holds Python objects besides tensors, so colabkit will not load it (a pickle can run "
-            f"code; colabkit only loads .ckpt files with weights_only=True). Use the model's .safetensors version. "
-            f"Detail: {str(e).splitlines()[0][:200]}")
+            _("{name} holds Python objects besides tensors, so colabkit will not load it (a pickle can run code; "
+              "colabkit only loads .ckpt files with weights_only=True). Use the model's .safetensors version. "
+              "Detail: {error}").format(name=path.name, error=str(e).splitlines()[0][:200]))
     except (RuntimeError, EOFError, OSError) as e:
-        raise ColabkitError(f"{path.name} could not be read ({str(e).splitlines()[0][:200]}); it is probably cut "
-                            "short or damaged. Download it again.")
+        raise ColabkitError(_("{name} could not be read ({error}); it is probably cut short or damaged. Download it "
+                              "again.").format(name=path.name, error=str(e).splitlines()[0][:200]))
     # Lightning-era checkpoints wrap the weights: {"state_dict": {...}, "global_step": ...}
     while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise ColabkitError(f"{path.name} does not hold a state dict (found {type(obj).__name__}).")
+        raise ColabkitError(_("{name} does not hold a state dict (found {name2}).").format(
+                                name=path.name, name2=type(obj).__name__))
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
@@ -302,15 +313,16 @@ def _classify(path: Path, fmt: str, size: int, header_bytes: int, shapes: dict[s
     if "v_pred" in keys or "edm_vpred.sigma_max" in keys:
         prediction = V_PREDICTION
     if "edm_vpred.sigma_max" in keys:
-        notes.append("EDM v-prediction model (CosXL-style): colabkit trains it on the standard DDPM schedule.")
+        notes.append(_("EDM v-prediction model (CosXL-style): colabkit trains it on the standard DDPM schedule."))
     if "edm_mean" in keys:
-        notes.append("EDM model (Playground v2.5-style): colabkit's DDPM training does not match how it was made.")
+        notes.append(_("EDM model (Playground v2.5-style): colabkit's DDPM training does not match how it was made."))
     zsnr = "ztsnr" in keys
     if fmt == "safetensors" and metadata.get("ss_v_parameterization", "").lower() == "true":
         prediction = V_PREDICTION
     return CheckpointInfo(path=path, format=fmt, family=family, file_bytes=size,  # type: ignore[arg-type]
                           header_bytes=header_bytes, shapes=shapes, dtypes=dtypes, metadata=metadata,
-                          prediction_type=prediction, zero_terminal_snr=zsnr, notes=tuple(notes))
+                          prediction_type=prediction, zero_terminal_snr=zsnr, notes=tuple(notes),
+                          edm="edm_vpred.sigma_max" in keys)
 
 
 def _sd_by_context(shapes: Mapping[str, tuple[int, ...]]) -> Family:

@@ -6,7 +6,9 @@ to its final name, atomically, so a file under its final name is always complete
 beside it records the check, so the next day does not re-read 7 GB from Drive to hash it again.
 
 Tokens: ``HF_TOKEN`` is sent to huggingface.co only, ``CIVITAI_TOKEN`` to civitai.com only; neither is ever
-forwarded to the CDN a download redirects to, printed, or put in an error message.
+forwarded to the CDN a download redirects to, printed, or put in an error message. Each is read from the environment,
+else from Colab's Secrets panel (``google.colab.userdata``: the key icon; it sets no environment variable). A secret
+the notebook was not granted access to is said when the download is refused, with the switch to turn on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable
 
 from colabkit import files
 from colabkit.errors import ColabkitError
+from colabkit.i18n import _
 
 CHUNK = 8 * 2**20
 ProgressFn = Callable[[int, int | None], None]  # (bytes done, total or None)
@@ -49,15 +52,61 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(safe, safe="*")))
 
 
-def _auth_header(host: str) -> dict[str, str]:
+HF_TOKEN_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+CIVITAI_TOKEN_NAMES = ("CIVITAI_TOKEN", "CIVITAI_API_KEY")
+_secret_notes: dict[str, str] = {}  # token name -> why Colab's Secrets did not give it (said on a refusal)
+
+
+def _token_names(host: str) -> tuple[str, ...]:
     host = host.lower()
     if host == "huggingface.co" or host.endswith(".huggingface.co") or host == "hf.co":
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    elif host == "civitai.com" or host.endswith(".civitai.com"):
-        token = os.environ.get("CIVITAI_TOKEN") or os.environ.get("CIVITAI_API_KEY")
-    else:
-        token = None
-    return {"Authorization": f"Bearer {token.strip()}"} if token and token.strip() else {}
+        return HF_TOKEN_NAMES
+    if host == "civitai.com" or host.endswith(".civitai.com"):
+        return CIVITAI_TOKEN_NAMES
+    return ()
+
+
+def _colab_secret(name: str) -> str | None:
+    """The secret ``name`` from Colab's Secrets panel, or None (not in Colab, not set, or not granted)."""
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return None
+    try:
+        value = userdata.get(name)
+    except Exception as e:  # userdata's own error types: SecretNotFoundError, NotebookAccessError, TimeoutException
+        kind = type(e).__name__
+        if kind == "NotebookAccessError":
+            _secret_notes[name] = _(
+                "Colab's Secrets has {name}, but this notebook was not given access to it: click the key icon "
+                "(Secrets) on the left and switch on 'Notebook access' beside {name}, then run the cell again."
+            ).format(name=name)
+        elif kind != "SecretNotFoundError":
+            _secret_notes[name] = _("Colab's Secrets could not be read for {name} ({kind}).").format(name=name,
+                                                                                                  kind=kind)
+        return None
+    _secret_notes.pop(name, None)
+    return value if isinstance(value, str) else None
+
+
+def token_for(host: str) -> str | None:
+    """The access token for ``host`` (huggingface.co / civitai.com only): the environment first, then Colab's
+    Secrets. Never printed; sent only to that host (``_auth_header``)."""
+    names = _token_names(host)
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.strip():
+            return value.strip()
+    for name in names:
+        value = _colab_secret(name)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _auth_header(host: str) -> dict[str, str]:
+    token = token_for(host)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
@@ -95,11 +144,17 @@ def _http_error(url: str, e: urllib.error.HTTPError) -> ColabkitError:
                    "it as CIVITAI_TOKEN (Colab: the key icon, 'Secrets').")
         else:
             fix = "The server refused the download: the link may need a login or may have expired."
-        return ColabkitError(f"Download refused (HTTP {e.code}) for {redact(url)}. {fix}")
+        notes = [_secret_notes[n] for n in _token_names(host) if n in _secret_notes]
+        if notes:
+            fix += " " + " ".join(notes)
+        return ColabkitError(_("Download refused (HTTP {code}) for {url}. {fix}").format(
+                                 code=e.code, url=redact(url), fix=fix))
     if e.code == 404:
-        return ColabkitError(f"Nothing found at {redact(url)} (HTTP 404). Check the address; on Hugging Face use the "
-                             "file's 'download' link (.../resolve/main/<file>), not the page.")
-    return ColabkitError(f"Download failed (HTTP {e.code} {e.reason}) for {redact(url)}. Try again in a minute.")
+        return ColabkitError(_("Nothing found at {url} (HTTP 404). Check the address; on Hugging Face use the "
+                               "file's 'download' link (.../resolve/main/<file>), not the page.").format(
+                                 url=redact(url)))
+    return ColabkitError(_("Download failed (HTTP {code} {reason}) for {url}. Try again in a minute.").format(
+                             code=e.code, reason=e.reason, url=redact(url)))
 
 
 @dataclass(frozen=True)
@@ -160,8 +215,9 @@ def verify_file(path: Path, *, size: int | None, sha256: str | None, hash_if_unv
     """Raise ColabkitError unless ``path`` has the expected size and sha256 (hashing once, then trusting the marker)."""
     actual = path.stat().st_size
     if size is not None and actual != size:
-        raise ColabkitError(f"{path.name} has {actual:,} bytes but should have {size:,}: it is not the expected file "
-                            f"or it is incomplete. Delete {path} and run again to download it fresh.")
+        raise ColabkitError(_("{name} has {actual:,} bytes but should have {size:,}: it is not the expected file or "
+                              "it is incomplete. Delete {path} and run again to download it fresh.").format(
+                                name=path.name, actual=actual, size=size, path=path))
     if sha256 and hash_if_unverified:
         known = verified_sha256(path)
         if known is None:
@@ -169,9 +225,10 @@ def verify_file(path: Path, *, size: int | None, sha256: str | None, hash_if_unv
             if known == sha256.lower():
                 write_verified_marker(path, known)
         if known != sha256.lower():
-            raise ColabkitError(f"{path.name} does not have the published sha256 (expected {sha256[:12]}..., found "
-                                f"{known[:12]}...): the file is damaged or a different version. Delete {path} and "
-                                "run again to download it fresh.")
+            raise ColabkitError(_("{name} does not have the published sha256 (expected {sha256}..., found "
+                                  "{known}...): the file is damaged or a different version. Delete {path} and run "
+                                  "again to download it fresh.").format(
+                                    name=path.name, sha256=sha256[:12], known=known[:12], path=path))
 
 
 def _progress_fn(progress: bool | ProgressFn, name: str) -> tuple[ProgressFn | None, Callable[[], None]]:
@@ -199,8 +256,8 @@ def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha2
     dest = Path(dest)
     reason = no_network_reason(url)
     if reason:  # said at once, not after minutes of retries
-        raise ColabkitError(f"{dest.name} is not downloaded yet and {reason}. Connect to the internet, or put the "
-                            f"file at {dest}. " + builtin_hint("base_model"))
+        raise ColabkitError(_("{name} is not downloaded yet and {reason}. Connect to the internet, or put the file "
+                              "at {dest}. ").format(name=dest.name, reason=reason, dest=dest) + builtin_hint("base_model"))
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     # Always hashed (cheap next to the network): the recorded sha256 identifies the file for caches later.
@@ -230,8 +287,9 @@ def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha2
                 if attempt >= retries:
                     reason = getattr(e, "reason", e)
                     raise ColabkitError(
-                        f"Download of {dest.name} from {redact(url)} failed ({reason}). What arrived is kept in "
-                        f"{part.name}: run again and it continues from there. " + builtin_hint("base_model")
+                        _("Download of {name} from {url} failed ({reason}). What arrived is kept in {name2}: run "
+                          "again and it continues from there. ").format(
+                            name=dest.name, url=redact(url), reason=reason, name2=part.name) + builtin_hint("base_model")
                     ) from None
             attempt += 1
             time.sleep(min(30, 2 ** attempt))
@@ -240,16 +298,18 @@ def download(url: str, dest: str | os.PathLike, *, size: int | None = None, sha2
         close()
     final = part.stat().st_size
     if total is not None and final != total:
-        raise ColabkitError(f"Download of {dest.name} ended at {final:,} of {total:,} bytes. Run again to continue.")
+        raise ColabkitError(_("Download of {name} ended at {final:,} of {total:,} bytes. Run again to continue.").format(
+                                name=dest.name, final=final, total=total))
     if size is not None and final != size:
         part.unlink()
-        raise ColabkitError(f"{redact(url)} gave {final:,} bytes, not the expected {size:,}: it is a different file. "
-                            "Check the address.")
+        raise ColabkitError(_("{url} gave {final:,} bytes, not the expected {size:,}: it is a different file. Check "
+                              "the address.").format(url=redact(url), final=final, size=size))
     digest = hasher.hexdigest()
     if sha256 and digest != sha256.lower():
         part.unlink()  # a wrong byte somewhere cannot be found and fixed; the next run starts clean
-        raise ColabkitError(f"The download of {dest.name} is damaged (sha256 {digest[:12]}..., expected "
-                            f"{sha256[:12]}...). It was deleted; run again to download it fresh.")
+        raise ColabkitError(_("The download of {name} is damaged (sha256 {digest}..., expected {sha256}...). It was "
+                              "deleted; run again to download it fresh.").format(
+                                name=dest.name, digest=digest[:12], sha256=sha256[:12]))
     os.replace(part, dest)
     files.fsync_dir(dest.parent)
     write_verified_marker(dest, digest)

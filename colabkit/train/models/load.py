@@ -28,6 +28,7 @@ from colabkit.train.models.checkpoint import (TE1, TE2, UNET, VAE, CheckpointInf
                                               load_pickle_state_dict)
 from colabkit.train.models.presets import EPSILON, V_PREDICTION
 from colabkit.train.models.resolve import ResolvedModel
+from colabkit.i18n import _
 
 SDXL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sdxl-base-1.0"
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -73,7 +74,8 @@ def load_sdxl(resolved: ResolvedModel, *, dtype=None, device: str = "cpu", vae_f
 
     dtype = torch.float16 if dtype is None else dtype
     if not resolved.present:
-        raise ColabkitError(f"{resolved.name} is not downloaded yet: resolve it with download=True first.")
+        raise ColabkitError(_("{name} is not downloaded yet: resolve it with download=True first.").format(
+                                name=resolved.name))
     if resolved.kind == "diffusers":
         parts = _load_folder(resolved, dtype, vae_fp16_fix)
     else:
@@ -116,9 +118,10 @@ def fp16_fix_vae(dtype=None):
     try:
         vae = AutoencoderKL.from_pretrained(FP16_FIX_VAE_REPO, torch_dtype=dtype or torch.float16)
     except (OSError, ValueError) as e:
-        raise ColabkitError(f"Could not get the fp16-fix VAE ({FP16_FIX_VAE_REPO}) from Hugging Face "
-                            f"({str(e).splitlines()[0][:160]}). Connect to the internet once, or set "
-                            "vae_fp16_fix off (the VAE then runs in float32: slower caching, same quality).") from None
+        raise ColabkitError(_("Could not get the fp16-fix VAE ({fp16_fix_vae_repo}) from Hugging Face ({error}). "
+                              "Connect to the internet once, or set vae_fp16_fix off (the VAE then runs in float32: "
+                              "slower caching, same quality).").format(
+                                fp16_fix_vae_repo=FP16_FIX_VAE_REPO, error=str(e).splitlines()[0][:160])) from None
     return vae.eval()
 
 
@@ -143,8 +146,9 @@ def _load_folder(resolved: ResolvedModel, dtype, vae_fp16_fix: bool) -> SDXLPart
         try:
             return cls.from_pretrained(root, subfolder=sub, variant=_variant(root / sub), **dtype_kw)
         except (OSError, ValueError, RuntimeError) as e:
-            raise ColabkitError(f"Could not load {sub}/ of the diffusers folder {root}: {str(e).splitlines()[0][:300]}"
-                                ". The folder may be incomplete: download it again.") from None
+            raise ColabkitError(_("Could not load {sub}/ of the diffusers folder {root}: {error}. The folder may be "
+                                  "incomplete: download it again.").format(
+                                    sub=sub, root=root, error=str(e).splitlines()[0][:300])) from None
 
     # With the dtype given, both libraries load straight to it (host RAM ~ the fp16 size, never an fp32 copy).
     # diffusers calls the argument torch_dtype, transformers 5 dtype.
@@ -268,19 +272,21 @@ def _assign(model, state: dict, what: str, source: str):
     if missing or unexpected:
         detail = ", ".join((missing or unexpected)[:3])
         raise ColabkitError(
-            f"{source}: the {what} does not match the SDXL layout ({len(missing)} weights missing, {len(unexpected)} "
-            f"unexpected, e.g. {detail}). The file may be a different architecture or a damaged conversion; "
-            "use an SDXL checkpoint from its original publisher.")
+            _("{source}: the {what} does not match the SDXL layout ({n_missing} weights missing, {n_unexpected} "
+              "unexpected, e.g. {detail}). The file may be a different architecture or a damaged conversion; use an "
+              "SDXL checkpoint from its original publisher.").format(
+                source=source, what=what, n_missing=len(missing), n_unexpected=len(unexpected), detail=detail))
     try:
         model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        raise ColabkitError(f"{source}: the {what}'s tensor shapes do not match the config used "
-                            f"({(lines[1] if len(lines) > 1 else str(e))[:200]}). If this is a custom-sized SDXL, "
-                            "pass config= a diffusers folder with matching configs.") from None
+        raise ColabkitError(_("{source}: the {what}'s tensor shapes do not match the config used ({value}). If this "
+                              "is a custom-sized SDXL, pass config= a diffusers folder with matching configs.").format(
+                                source=source, what=what, value=(lines[1] if len(lines) > 1 else str(e))[:200])) from None
     left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if left:
-        raise ColabkitError(f"{source}: the {what} has no weights for {', '.join(left[:3])}.")
+        raise ColabkitError(_("{source}: the {what} has no weights for {names}.").format(
+                                source=source, what=what, names=', '.join(left[:3])))
     return model.eval()
 
 
@@ -404,7 +410,8 @@ def pick_config_dir(info: CheckpointInfo, override: Path | None = None) -> Path:
     if override is not None:
         problems = config_mismatches(override, info.shapes)
         if problems:
-            raise ColabkitError(f"{info.path.name} does not match the configs in {override}: {problems[0]}.")
+            raise ColabkitError(_("{name} does not match the configs in {override}: {problems}.").format(
+                                    name=info.path.name, override=override, problems=problems[0]))
         return override
     problems = config_mismatches(SDXL_CONFIGS, info.shapes)
     if not problems:
@@ -417,8 +424,9 @@ def pick_config_dir(info: CheckpointInfo, override: Path | None = None) -> Path:
         if not config_mismatches(tiny, info.shapes):
             return tiny
     raise ColabkitError(
-        f"{info.path.name} is SDXL-like but its shapes differ from SDXL base 1.0 ({problems[0]}). colabkit knows the "
-        "standard SDXL architecture only; a resized or pruned model needs its own diffusers configs (pass config=).")
+        _("{name} is SDXL-like but its shapes differ from SDXL base 1.0 ({problems}). colabkit knows the standard "
+          "SDXL architecture only; a resized or pruned model needs its own diffusers configs (pass config=).").format(
+            name=info.path.name, problems=problems[0]))
 
 
 def _load_single_file(resolved: ResolvedModel, dtype, vae_fp16_fix: bool, config: Path | None) -> SDXLParts:
@@ -466,9 +474,10 @@ def sdxl_tokenizer_dir() -> Path:
         fetched = {name: Path(hf_hub_download(SDXL_REPO, f"tokenizer/{name}")) for name in ("vocab.json", "merges.txt")}
     except Exception as e:  # offline, hub down: one clear message instead of the hub's stack of errors
         raise ColabkitError(
-            "The SDXL tokenizer vocabulary (vocab.json and merges.txt, 1.5 MB) is needed once from Hugging Face "
-            f"({SDXL_REPO}) and could not be fetched ({e.__class__.__name__}). Connect to the internet and run "
-            f"again, or copy those two files into {folder}/tokenizer/ and {folder}/tokenizer_2/.") from None
+            _("The SDXL tokenizer vocabulary (vocab.json and merges.txt, 1.5 MB) is needed once from Hugging Face "
+              "({sdxl_repo}) and could not be fetched ({name}). Connect to the internet and run again, or copy "
+              "those two files into {folder}/tokenizer/ and {folder}/tokenizer_2/.").format(
+                sdxl_repo=SDXL_REPO, name=e.__class__.__name__, folder=folder)) from None
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in ("tokenizer", "tokenizer_2"):

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from colabkit.train.config import PredictionType
+from colabkit.i18n import _
 
 EPSILON = "epsilon"
 V_PREDICTION = "v_prediction"
@@ -99,6 +100,36 @@ _PRESET_LIST = (
         homepage="https://huggingface.co/OnomaAIResearch/Illustrious-xl-early-release-v0",
         aliases=("illustrious", "illustrious-xl", "illustrious-xl-0.1", "illustrious-xl-v0.1"),
     ),
+    # The NoobAI pair, at the addresses the anchor trainer (Hollowstrawberry's Lora_Trainer_XL) downloads. No sha256
+    # or size is written here: none was at hand from a source we could check, so these two are NOT hash-checked
+    # (the download checks the size the server announces and the safetensors header's own length).
+    Preset(
+        name="NoobAI-XL V-Pred 1.0",
+        urls=("https://huggingface.co/Laxhar/noobai-XL-Vpred-1.0/resolve/main/NoobAI-XL-Vpred-v1.0.safetensors",),
+        filename="NoobAI-XL-Vpred-v1.0.safetensors",
+        size=None,
+        sha256=None,
+        # What to expect before the download; once the file is here, v-prediction is read from its own markers.
+        prediction_type=V_PREDICTION,
+        prompt_prefix="masterpiece, best quality, newest, absurdres, highres",
+        notes="Illustrious fine-tune on Danbooru and e621 tags, v-prediction with zero-terminal SNR (sampled with "
+              "rescaled CFG). Not hash-checked: no published sha256 is recorded here.",
+        homepage="https://huggingface.co/Laxhar/noobai-XL-Vpred-1.0",
+        aliases=("noobai-vpred", "noobai-v-pred", "noobai-xl-vpred-1.0", "noobai-v-pred-1.0", "noobai v-pred 1.0",
+                 "laxhar/noobai-xl-vpred-1.0"),
+    ),
+    Preset(
+        name="NoobAI-XL Eps 1.1",
+        urls=("https://huggingface.co/Laxhar/noobai-XL-1.1/resolve/main/NoobAI-XL-v1.1.safetensors",),
+        filename="NoobAI-XL-v1.1.safetensors",
+        size=None,
+        sha256=None,
+        prompt_prefix="masterpiece, best quality, newest, absurdres, highres",
+        notes="Illustrious fine-tune on Danbooru and e621 tags, epsilon prediction. Not hash-checked: no published "
+              "sha256 is recorded here.",
+        homepage="https://huggingface.co/Laxhar/noobai-XL-1.1",
+        aliases=("noobai", "noobai-eps", "noobai-xl-1.1", "noobai-eps-1.1", "noobai eps 1.1", "laxhar/noobai-xl-1.1"),
+    ),
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
@@ -137,4 +168,5 @@ def normalize_prediction_type(value: str | None) -> str | None:
         return EPSILON
     from colabkit.errors import ColabkitError
 
-    raise ColabkitError(f"prediction_type {value!r} is not known: use 'auto', 'epsilon' or 'v_prediction'.")
+    raise ColabkitError(_("prediction_type {value!r} is not known: use 'auto', 'epsilon' or 'v_prediction'.").format(
+                            value=value))

@@ -18,6 +18,7 @@ from colabkit.train.models import download as dl
 from colabkit.train.models.checkpoint import (PICKLE_SUFFIXES, SUGGESTION, CheckpointInfo, _FAMILY_WORDS,
                                               inspect_checkpoint, param_counts, read_safetensors_shapes)
 from colabkit.train.models.presets import EPSILON, PRESETS, Preset, find_preset, normalize_prediction_type
+from colabkit.i18n import _
 
 Kind = Literal["diffusers", "single_file"]
 # builtin: tiny-sdxl; path: the user's own file/folder; cache: a preset/URL file already downloaded (Drive or
@@ -68,7 +69,7 @@ def resolve_base_model(base_model: str, *, models_dir: Path | None = None, keep_
     choice = normalize_prediction_type(prediction_type)
     text = (base_model or "").strip()
     if not text:
-        raise ColabkitError("base_model is empty. " + _options())
+        raise ColabkitError(_("base_model is empty. ") + _options())
     from colabkit.tiny.sdxl import TINY_SDXL_NAME, tiny_sdxl_path
 
     if text.lower() == TINY_SDXL_NAME:
@@ -97,18 +98,19 @@ def _options() -> str:
 def _normalize_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ColabkitError(f"{dl.redact(url)} is not an http(s) link. " + _options())
+        raise ColabkitError(_("{url} is not an http(s) link. ").format(url=dl.redact(url)) + _options())
     host = parts.hostname.lower()
     path = parts.path
     if host in ("huggingface.co", "hf.co") and "/blob/" in path:
         # The page of a file, copied from the browser: the file itself is at /resolve/.
         path = path.replace("/blob/", "/resolve/", 1)
     if host in ("huggingface.co", "hf.co") and "/tree/" in path:
-        raise ColabkitError(f"{dl.redact(url)} is a Hugging Face folder page. Link the .safetensors file itself "
-                            "(its 'download' link, .../resolve/main/<file>.safetensors).")
+        raise ColabkitError(_("{url} is a Hugging Face folder page. Link the .safetensors file itself (its "
+                              "'download' link, .../resolve/main/<file>.safetensors).").format(url=dl.redact(url)))
     if host in ("civitai.com", "www.civitai.com") and path.startswith("/models/"):
-        raise ColabkitError(f"{dl.redact(url)} is a Civitai model page, not a download. On the page, copy the "
-                            "Download button's link (https://civitai.com/api/download/models/<version id>).")
+        raise ColabkitError(_("{url} is a Civitai model page, not a download. On the page, copy the Download "
+                              "button's link (https://civitai.com/api/download/models/<version id>).").format(
+                                url=dl.redact(url)))
     return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
@@ -153,7 +155,8 @@ def _resolve_remote(name: str, urls: list[str], filename: str, *, preset: Preset
         part = local.with_name(local.name + ".part")
         notes = list(_check_remote(urls[0], check_url))
         if part.is_file() and size:
-            notes.append(f"{100 * part.stat().st_size / size:.0f}% downloaded earlier in this runtime; it continues")
+            notes.append(_("{value:.0f}% downloaded earlier in this runtime; it continues").format(
+                             value=100 * part.stat().st_size / size))
         return ResolvedModel(name=name, kind="single_file", path=keep or local,
                              prediction_type=choice or (preset.prediction_type if preset else EPSILON),
                              source="download", preset=preset, url=dl.redact(urls[0]), present=False,
@@ -181,7 +184,7 @@ def _copy_verified(src: Path, dest: Path, progress) -> Path:
 
     with files.atomic_path(dest) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout, \
             tqdm(total=src.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024, mininterval=1.0,
-                 desc=f"keeping {src.name} on Drive for the next sessions", disable=not progress) as bar:
+                 desc=_("keeping {name} on Drive for the next sessions").format(name=src.name), disable=not progress) as bar:
         while chunk := fin.read(16 * 2**20):
             fout.write(chunk)
             bar.update(len(chunk))
@@ -201,8 +204,8 @@ def _check_remote(url: str, check_url: bool) -> tuple[str, ...]:
     except (OSError, ValueError) as e:  # no network, DNS, timeout: a preflight must not fail on that alone
         return (f"could not reach {urllib.parse.urlsplit(url).hostname} to check the link ({e.__class__.__name__})",)
     if remote.size is not None and remote.size < 100 * 2**20:
-        raise ColabkitError(f"{dl.redact(url)} answers with only {remote.size:,} bytes: that is not a model "
-                            "checkpoint (an SDXL file is about 6.9 GB). Check the link.")
+        raise ColabkitError(_("{url} answers with only {size:,} bytes: that is not a model checkpoint (an SDXL file "
+                              "is about 6.9 GB). Check the link.").format(url=dl.redact(url), size=remote.size))
     return ()
 
 
@@ -237,7 +240,8 @@ def _single_file_result(name: str, path: Path, info: CheckpointInfo, choice: str
     prediction = choice or info.prediction_type or (preset.prediction_type if preset else None) or EPSILON
     notes = list(info.notes)
     if info.prediction_type and choice and choice != info.prediction_type:
-        notes.append(f"the file says {info.prediction_type}, but prediction_type={choice} was chosen")
+        notes.append(_("the file says {prediction_type}, but prediction_type={choice} was chosen").format(
+                         prediction_type=info.prediction_type, choice=choice))
     return ResolvedModel(name=name, kind="single_file", path=path, prediction_type=prediction, source=source,
                          preset=preset, url=url, info=info, zero_terminal_snr=info.zero_terminal_snr,
                          sha256=sha256, notes=tuple(notes))
@@ -267,9 +271,9 @@ def _find_local(text: str) -> Path:
     if text.startswith("/content/drive") and in_colab() and not Path("/content/drive/MyDrive").is_dir():
         hint = " Google Drive is not mounted: run the notebook's 'mount Drive' cell first."
     elif not text.lower().endswith(_MODEL_SUFFIXES) and "/" not in text:
-        raise ColabkitError(f"base_model {text!r} is not a known preset, link or file. " + _options())
-    raise ColabkitError(f"No file or folder at {path}.{hint} Check the path (Drive files are under "
-                        "/content/drive/MyDrive/ in Colab). " + _options())
+        raise ColabkitError(_("base_model {text!r} is not a known preset, link or file. ").format(text=text) + _options())
+    raise ColabkitError(_("No file or folder at {path}.{hint} Check the path (Drive files are under "
+                          "/content/drive/MyDrive/ in Colab). ").format(path=path, hint=hint) + _options())
 
 
 def _read_json(path: Path) -> dict:
@@ -294,17 +298,19 @@ def _resolve_folder(folder: Path, choice: str | None) -> ResolvedModel:
     elif unet:
         family = "sd2" if unet.get("cross_attention_dim") == 1024 else "sd1"
     if family is None:
-        raise ColabkitError(f"{folder} is a folder but not a diffusers model (no model_index.json / unet/config.json). "
-                            "Point base_model at the model's .safetensors file, or at the folder that holds "
-                            "unet/, vae/, text_encoder/ ...")
+        raise ColabkitError(_("{folder} is a folder but not a diffusers model (no model_index.json / "
+                              "unet/config.json). Point base_model at the model's .safetensors file, or at the "
+                              "folder that holds unet/, vae/, text_encoder/ ...").format(folder=folder))
     if family != "sdxl":
-        raise ColabkitError(f"{folder.name} is {_FAMILY_WORDS.get(family, family)} (diffusers folder). colabkit "
-                            f"trains LoRAs for SDXL-family models only. {SUGGESTION}")
+        raise ColabkitError(_("{name} is {value} (diffusers folder). colabkit trains LoRAs for SDXL-family models "
+                              "only. {suggestion}").format(
+                                name=folder.name, value=_FAMILY_WORDS.get(family, family), suggestion=SUGGESTION))
     missing = [s for s in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
                if not (folder / s).is_dir()]
     if missing:
-        raise ColabkitError(f"The diffusers folder {folder} lacks {', '.join(missing)}/. Download the complete model "
-                            "folder (all sub-folders), or use its single .safetensors file.")
+        raise ColabkitError(_("The diffusers folder {folder} lacks {names}/. Download the complete model folder "
+                              "(all sub-folders), or use its single .safetensors file.").format(
+                                folder=folder, names=', '.join(missing)))
     sched = _read_json(folder / "scheduler" / "scheduler_config.json")
     folder_pred = normalize_prediction_type(sched.get("prediction_type")) if sched.get("prediction_type") else None
     zsnr = bool(sched.get("rescale_betas_zero_snr", False))
@@ -320,6 +326,7 @@ class ModelFacts:
     counted: bool  # True: counted in the model's own headers; False: SDXL base 1.0's (a preset not downloaded yet)
     prediction_type: str | None  # what the model says (file metadata/markers, scheduler config, preset); None: nothing
     zero_terminal_snr: bool  # the model carries a zero-terminal-SNR marker ("ztsnr" key, rescale_betas_zero_snr)
+    edm: bool = False  # an EDM v-prediction model (CosXL), which "auto" does not put on the ZTSNR schedule
 
     @property
     def total_params(self) -> int:
@@ -345,7 +352,8 @@ def model_facts(resolved: ResolvedModel) -> ModelFacts:
     if resolved.info is not None:
         info = resolved.info
         unet = _read_json(pick_config_dir(info) / "unet" / "config.json")
-        return ModelFacts(param_counts(info.shapes), unet, True, info.prediction_type, info.zero_terminal_snr)
+        return ModelFacts(param_counts(info.shapes), unet, True, info.prediction_type, info.zero_terminal_snr,
+                          info.edm)
     # A preset or link still to download: every preset is an SDXL base-sized model.
     said = resolved.preset.prediction_type if resolved.preset else None
     return ModelFacts(dict(SDXL_PARAMS), _read_json(SDXL_CONFIGS / "unet" / "config.json"), False, said, False)
