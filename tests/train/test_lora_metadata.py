@@ -64,6 +64,7 @@ def test_metadata_values():
         "ss_max_token_length": "None",
         "modelspec.trigger_phrase": "houtline",
         "modelspec.date": "2026-01-01T00:00:00",
+        "ss_num_reg_images": "0",  # no regularization images; sd-scripts writes the count always
         "ss_training_finished_at": "1767225600.0",  # str(time.time()) in sd-scripts: the same instant as the date
     }
     assert {k: m[k] for k in expected} == expected
