@@ -62,6 +62,9 @@ def assert_metadata(path, *, epoch, steps, started, ended):
         "ss_sd_model_name": "tiny-sdxl",
         "ss_resolution": "(64, 64)",
         "ss_num_train_images": "8",  # 4 drawings x 2 repeats
+        "ss_num_reg_images": "0",
+        "ss_prior_loss_weight": "1.0",  # sd-scripts' default, written with or without regularization images
+        "ss_dataset_dirs": json.dumps({"2_houtline": {"n_repeats": 2, "img_count": 4}}),  # as sd-scripts writes it
         "ss_training_comment": f"activation tag: houtline; trained with colabkit {__version__}",
         "ss_learning_rate": "0.001",
         "ss_unet_lr": "0.001",
