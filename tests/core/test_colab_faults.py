@@ -1,0 +1,128 @@
+"""Colab's paths that no local run takes, each checked fast: where Drive is, that the first cell mounts it before
+installing a wheel from it, that the budget stop flushes it.
+
+The stand-in runtime (tests/helpers/colab_runtime.py) moves Colab's /content for the tests, so the real constants
+are checked here in a fresh interpreter, as a Colab runtime imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.notebooks import NOTEBOOKS, set_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_colabs_drive_is_at_content_drive_mydrive():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLABKIT_", "FAKE_COLAB_"))}
+    code = ("import json, colabkit.project as p\n"
+            "p.in_colab = lambda: True\n"
+            "print(json.dumps([str(p.COLAB_MOUNT_POINT), str(p.COLAB_DRIVE_ROOT), str(p.drive_root()),"
+            " str(p.loras_root())]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == ["/content/drive", "/content/drive/MyDrive", "/content/drive/MyDrive",
+                               "/content/drive/MyDrive/Loras"]
+
+
+class FirstCellRuntime:
+    """A fresh Colab runtime as the notebooks' first cell meets it: no colabkit, google.colab's drive, pip.
+
+    ``on_mount``: what the mount makes appear (the Drive's files)."""
+
+    def __init__(self, monkeypatch, on_mount=lambda mountpoint: None):
+        import importlib.machinery
+        import importlib.util
+
+        self.events = []
+        real_find = importlib.util.find_spec
+        fakes = {}
+        for name in ("google", "google.colab", "google.colab.drive"):
+            fakes[name] = types.ModuleType(name)
+            fakes[name].__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=name != "google.colab.drive")
+
+        def mount(mountpoint, *a, **k):
+            self.events.append(("mount", mountpoint))
+            on_mount(mountpoint)
+
+        fakes["google.colab.drive"].mount = mount
+        fakes["google.colab"].drive = fakes["google.colab.drive"]
+        fakes["google"].colab = fakes["google.colab"]
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "colabkit"
+                            else fakes[name].__spec__ if name in fakes else real_find(name, *a))
+        for name, module in fakes.items():
+            monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.setattr(subprocess, "run", self.run)
+        import colabkit.colab
+
+        monkeypatch.setattr(colabkit.colab, "setup", lambda **k: self.events.append(("setup",)))
+
+    def run(self, cmd, **kw):
+        self.events.append(("pip", cmd[-1]))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+
+NOTEBOOK_FILES = sorted(str(p.relative_to(NOTEBOOKS)) for p in NOTEBOOKS.glob("**/*.ipynb"))
+
+
+def first_cell(notebook: str, source: str) -> str:
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)  # what Colab runs: the .ipynb
+    set_params(nb, {"colabkit_source": source})
+    return next(c.source for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_FILES)
+def test_the_first_cell_mounts_drive_before_installing_from_it(notebook, monkeypatch, tmp_path):
+    for name in ("COLABKIT_DRIVE_ROOT", "COLABKIT_COLAB_CONTENT"):
+        monkeypatch.delenv(name, raising=False)
+    wheel = "/content/drive/MyDrive/colabkit-0.1.0-py3-none-any.whl"  # a wheel the artist put on Drive
+    rt = FirstCellRuntime(monkeypatch)
+    exec(compile(first_cell(notebook, wheel), notebook, "exec"), {"__name__": "__main__"})
+    assert rt.events == [("mount", "/content/drive"), ("pip", wheel), ("setup",)]
+
+    # The download unzipped into MyDrive/Loras/_colabkit/: found only once Drive is mounted; the newest wins.
+    content = tmp_path / "content"
+    monkeypatch.setenv("COLABKIT_COLAB_CONTENT", str(content))
+
+    def drive_appears(mountpoint):
+        folder = Path(mountpoint) / "MyDrive" / "Loras" / "_colabkit"
+        folder.mkdir(parents=True)
+        for version in ("0.9.0", "0.10.0"):
+            (folder / f"colabkit-{version}-py3-none-any.whl").write_bytes(b"")
+
+    rt = FirstCellRuntime(monkeypatch, drive_appears)
+    exec(compile(first_cell(notebook, ""), notebook, "exec"), {"__name__": "__main__"})
+    newest = str(content / "drive" / "MyDrive" / "Loras" / "_colabkit" / "colabkit-0.10.0-py3-none-any.whl")
+    assert rt.events == [("mount", str(content / "drive")), ("pip", newest), ("setup",)]
+
+
+def test_a_budget_stop_flushes_drive_after_everything_that_reads_it(monkeypatch, tmp_path):
+    from colabkit import colab, display
+    from colabkit.train import run
+    from colabkit.train.loop import TrainResult
+
+    events = []
+    plot = tmp_path / "loss.png"
+    plot.write_bytes(b"png")
+    monkeypatch.setattr(run, "make_plan", lambda cfg, device=None: "plan")
+    monkeypatch.setattr(run, "preflight", lambda plan, show=False: types.SimpleNamespace(raise_if_errors=lambda: None))
+    monkeypatch.setattr(display, "show_text", lambda text, kind="info": events.append(("text", kind)))
+    monkeypatch.setattr(display, "show_image", lambda path, *a, **k: events.append(("image", Path(path).name)))
+    monkeypatch.setattr(colab, "flush_drive", lambda *a, **k: events.append(("flush",)) or (True, "flushed"))
+
+    def result(status):
+        return TrainResult(status, "msg", 2, 12, loss_plot=plot)
+
+    monkeypatch.setattr(run, "train", lambda plan, reporter=None: result("stopped"))
+    run.train_lora(object())
+    assert ("flush",) in events and events.index(("flush",)) > events.index(("image", "loss.png"))
+    assert events[-1] == ("text", "ok")  # the flush's own line, last
