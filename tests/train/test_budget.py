@@ -78,3 +78,19 @@ def test_the_real_clock_unless_a_test_asks_for_ticks(monkeypatch):
                                            (2 * 3600 + 41 * 60 + 59, "2 h 41 min"), (-5, "0 min 00 s")])
 def test_hms(seconds, text):
     assert hms(seconds) == text
+
+
+@pytest.mark.slow  # trains a step
+def test_the_loop_counts_the_budget_from_the_runtimes_start(tiny_project, make_config, monkeypatch):
+    """Colab's time runs from the runtime's start (installs, downloads, caching count): a runtime started long ago
+    leaves no budget for a second step, whenever this process started."""
+    import time
+
+    from colabkit.train.loop import train
+
+    cfg = make_config(epochs=1, budget_hours=1.0, budget_margin_minutes=10)
+    monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time() - 3600 + 5 * 60))  # 5 min left, 10 min margin
+    result = train(cfg, device="cpu")
+    assert result.status == "stopped" and result.step == 1
+    monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time()))  # a fresh runtime: the whole hour
+    assert train(cfg, device="cpu").status == "finished"
