@@ -126,3 +126,83 @@ def test_a_budget_stop_flushes_drive_after_everything_that_reads_it(monkeypatch,
     run.train_lora(object())
     assert ("flush",) in events and events.index(("flush",)) > events.index(("image", "loss.png"))
     assert events[-1] == ("text", "ok")  # the flush's own line, last
+
+
+# -- what mutation testing found unguarded in colab.py (benchmarks/RESULTS.md) ------------------------------------
+
+@pytest.fixture
+def fake_colab(tmp_path, monkeypatch):
+    from helpers.colab_runtime import in_process
+
+    with in_process(tmp_path, monkeypatch) as colab:
+        yield colab
+
+
+def test_outside_colab_release_and_flush_do_nothing(drive, capsys, monkeypatch):
+    from colabkit import colab
+
+    assert colab.release_runtime(True) is False and colab.release_runtime(False) is False
+    assert capsys.readouterr().out == ""  # no hint about Colab's runtime menu on a local machine
+    assert colab.flush_drive() is None
+
+
+def test_a_mounted_looking_folder_outside_colab_is_not_flushed(fake_colab, monkeypatch):
+    from colabkit import colab
+
+    colab.mount_drive()
+    monkeypatch.setattr(colab, "in_colab", lambda: False)
+    assert colab.flush_drive() is None and not any("flush" in line for line in fake_colab.log())
+
+
+def test_nested_drive_roots_are_made_whole(fake_colab, monkeypatch, tmp_path):
+    from colabkit import colab
+
+    inside = fake_colab.mounted_root / "work" / "loras"  # a folder two levels inside MyDrive
+    monkeypatch.setenv("COLABKIT_DRIVE_ROOT", str(inside))
+    assert colab.mount_drive() == inside and inside.is_dir()
+    monkeypatch.setattr(colab, "in_colab", lambda: False)
+    local = tmp_path / "a" / "b" / "MyDrive"  # a local stand-in two levels down
+    monkeypatch.setenv("COLABKIT_DRIVE_ROOT", str(local))
+    assert colab.mount_drive() == local and local.is_dir()
+
+
+def test_messages_in_full(fake_colab, monkeypatch, capsys):
+    from colabkit import colab
+    from colabkit.errors import ColabkitError
+
+    monkeypatch.setenv("FAKE_COLAB_MOUNT", "refuse")
+    with pytest.raises(ColabkitError) as e:
+        colab.mount_drive()
+    assert str(e.value).endswith("). Run this cell again and allow access to Google Drive in the window that opens: "
+                                 "colabkit keeps your project there.")
+    monkeypatch.delenv("FAKE_COLAB_MOUNT")
+    colab.mount_drive()
+    assert colab.flush_drive() == (True, "Drive was flushed and unmounted, so every file reached Google Drive; the next "
+                                         "cell mounts it again.")
+    colab.mount_drive()
+    monkeypatch.setenv("FAKE_COLAB_FLUSH", "ValueError")
+    ok, line = colab.flush_drive()
+    assert line.endswith("). Keep this runtime open a few minutes so Colab finishes uploading, then run the training "
+                         "cell again tomorrow.")
+    monkeypatch.delenv("FAKE_COLAB_FLUSH")
+    colab.mount_drive()
+    capsys.readouterr()
+    colab.release_runtime(False)
+    out = capsys.readouterr().out
+    assert ("Done with this notebook? Release the runtime: Runtime > Disconnect and delete runtime (or tick "
+            "release_runtime and run this cell). An idle runtime still uses your Colab quota. Your files are safe on "
+            "Drive.") in out
+
+
+def test_in_colab_the_budget_counts_from_pid_1_in_the_real_proc(monkeypatch):
+    import time
+
+    from colabkit import colab
+
+    if not os.path.exists("/proc/1/stat"):
+        pytest.skip("no /proc")
+    monkeypatch.delenv("COLABKIT_RUNTIME_START", raising=False)
+    monkeypatch.setattr(colab, "in_colab", lambda: True)
+    ticks = int(Path("/proc/1/stat").read_text().rsplit(")", 1)[1].split()[19])
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+    assert colab.runtime_start_time() == btime + ticks / os.sysconf("SC_CLK_TCK") <= time.time()
