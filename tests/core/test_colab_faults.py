@@ -206,3 +206,48 @@ def test_in_colab_the_budget_counts_from_pid_1_in_the_real_proc(monkeypatch):
     ticks = int(Path("/proc/1/stat").read_text().rsplit(")", 1)[1].split()[19])
     btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
     assert colab.runtime_start_time() == btime + ticks / os.sysconf("SC_CLK_TCK") <= time.time()
+
+
+def test_a_ticked_release_flushes_then_says_so_in_that_order(fake_colab, monkeypatch):
+    from colabkit import colab, display
+
+    said = []
+    monkeypatch.setattr(display, "show_text", lambda text, kind="info": said.append((kind, text)))
+    colab.mount_drive()
+    assert colab.release_runtime(True) is True
+    assert said == [("ok", "Drive was flushed and unmounted, so every file reached Google Drive; the next cell mounts "
+                           "it again."), ("ok", "Releasing this runtime now; your files are on Drive.")]
+    said.clear()
+    colab.mount_drive()
+    monkeypatch.setenv("FAKE_COLAB_FLUSH", "ValueError")
+    assert colab.release_runtime(True) is True
+    assert [k for k, _ in said] == ["warn", "ok"] and said[0][1].startswith("Drive could not be flushed (")
+    said.clear()
+    colab.release_runtime(False)
+    assert [k for k, _ in said] == ["info"]
+
+
+@pytest.mark.parametrize("stderr, why", [
+    ("noise\nERROR: first\nmore\nERROR: ResolutionImpossible\ntail\n", "ERROR: ResolutionImpossible"),  # last ERROR
+    ("some warning\n  the last line  \n\n", "the last line"),  # no ERROR line: pip's last words
+    ("", "pip failed"),
+])
+def test_a_failed_install_says_which_packages_and_pips_reason(monkeypatch, stderr, why):
+    import importlib.util
+
+    from colabkit import colab
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("bitsandbytes", "prodigyopt") else real_find(name, *a))
+    calls = []
+
+    def pip(cmd, **kw):
+        calls.append(kw)
+        return subprocess.CompletedProcess(cmd, 1, "", stderr)
+
+    monkeypatch.setattr(colab.subprocess, "run", pip)
+    line = colab.install_extras(["train"])
+    assert calls == [{"capture_output": True, "text": True}]  # pip's output is read, not printed
+    assert line == (f"Could not install bitsandbytes>=0.45 prodigyopt>=1.1: {why}. Colab's own packages were left as "
+                    "they are; the check below says what is missing.")
