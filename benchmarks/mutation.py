@@ -61,6 +61,9 @@ def prepare(module: str, tests: list[str], work: Path) -> Path:
     shutil.copytree(ROOT / "colabkit", work / "colabkit", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    extra = [name for name in ("README.md", "LICENSE", "notebooks") if (ROOT / name).exists()]  # some tests read them
+    for name in extra:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, work / name)
     cfg = (ROOT / "setup.cfg").read_text()
     lines = "\n    ".join
     cfg += (
@@ -76,6 +79,7 @@ def prepare(module: str, tests: list[str], work: Path) -> Path:
         # (OMP_NUM_THREADS=1, set below and by tests/conftest.py) forking a CPU torch process is safe.
         "process_isolation = fork\n"
         "use_git_change_detection = false\n"
+        + (f"also_copy =\n    {lines(extra)}\n" if extra else "")
     )
     (work / "setup.cfg").write_text(cfg)
     return work

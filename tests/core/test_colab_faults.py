@@ -229,7 +229,7 @@ def test_a_ticked_release_flushes_then_says_so_in_that_order(fake_colab, monkeyp
 
 @pytest.mark.parametrize("stderr, why", [
     ("noise\nERROR: first\nmore\nERROR: ResolutionImpossible\ntail\n", "ERROR: ResolutionImpossible"),  # last ERROR
-    ("some warning\n  the last line  \n\n", "the last line"),  # no ERROR line: pip's last words
+    ("a warning\nanother\n  the last line  \n\n", "the last line"),  # no ERROR line: pip's last words
     ("", "pip failed"),
 ])
 def test_a_failed_install_says_which_packages_and_pips_reason(monkeypatch, stderr, why):
