@@ -30,7 +30,7 @@ PY
 )
 echo "canary versions: $versions"
 set +e
-PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -p no:cacheprovider "$@" | tee "$venv/pytest.log"
+COLABKIT_EXPECT_IPYWIDGETS=8 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -p no:cacheprovider "$@" | tee "$venv/pytest.log"
 status=${PIPESTATUS[0]}
 set -e
 echo "canary $(date -u +%Y-%m-%d): $versions; pytest $* -> $(tail -1 "$venv/pytest.log" | tr -d '=' | sed 's/^ *//;s/ *$//') (exit $status)"

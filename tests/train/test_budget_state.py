@@ -43,10 +43,18 @@ def test_state_roundtrip_keeps_two_and_falls_back(tmp_path):
     assert names == ["step-000004", "step-000006"]
     st, warnings = store.load_latest()
     assert st.step == 6 and torch.equal(st.trainable["w"], torch.full((2, 2), 6.0)) and not warnings
-    # Damage the newest: the previous one is used, with a warning naming the damaged one.
-    (tmp_path / "state" / "step-000006" / "optimizer.pt").write_bytes(b"garbage")
+    # Damage the newest so that it still loads (one bit of a weight flipped: 6.0 -> 6.0000005): only the
+    # checksum can tell. The previous one is used, with a warning naming the damaged one.
+    path = tmp_path / "state" / "step-000006" / "trainable.safetensors"
+    blob = path.read_bytes()
+    at = blob.index(torch.full((2, 2), 6.0).numpy().tobytes())
+    path.write_bytes(blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1:])
+    from safetensors.torch import load_file
+
+    assert float(load_file(path)["w"][0, 0]) != 6.0  # a valid file, another value
     st, warnings = store.load_latest()
-    assert st.step == 4 and "step-000006" in warnings[0]
+    assert st.step == 4 and torch.equal(st.trainable["w"], torch.full((2, 2), 4.0))
+    assert len(warnings) == 1 and "step-000006" in warnings[0] and "checksum" in warnings[0]
 
 
 def test_half_written_state_is_ignored(tmp_path):

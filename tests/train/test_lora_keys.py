@@ -192,3 +192,71 @@ def test_unknown_names_raise(real):
         unet_to_sgm("down_blocks.0.resnets.0.nonsense", unet)
     with pytest.raises(ValueError):
         unet_to_sgm("conv_in", {**dict(unet.config), "down_block_types": ["AttnDownBlock2D"] * 3})
+
+
+# -- what mutation testing found unguarded (benchmarks/RESULTS.md, "Mutation testing") ----------------------------
+
+def test_errors_name_the_module_and_the_side(real):
+    unet = real[0]
+    with pytest.raises(KeyError, match=r"'time_proj' has no SGM counterpart"):
+        unet_to_sgm("time_proj", unet)
+    with pytest.raises(KeyError, match=r"'down_blocks\.0\.resnets\.0\.nonsense': not a known part of a resnet \(SGM\)"):
+        unet_to_sgm("down_blocks.0.resnets.0.nonsense", unet)
+    with pytest.raises(KeyError, match=r"'nonsense\.0' has no diffusers counterpart"):
+        sgm_to_unet("nonsense.0", unet)
+    with pytest.raises(KeyError, match=r"'input_blocks\.1\.0\.nonsense': not a known part of a resnet \(diffusers\)"):
+        sgm_to_unet("input_blocks.1.0.nonsense", unet)
+    with pytest.raises(ValueError, match="SDXL has text encoders 1 and 2, not 3"):
+        kohya_te_name("encoder.layers.0.mlp.fc1", 3)
+
+
+def test_the_block_map_reads_every_config_field_that_shapes_it(real):
+    config = dict(real[0].config)
+    assert unet_to_sgm("mid_block.resnets.1.conv2", config) == "middle_block.2.out_layers.3"
+    # mid_block_type missing from an older config: diffusers' default, the SDXL one
+    no_mid = {k: v for k, v in config.items() if k != "mid_block_type"}
+    assert unet_to_sgm("mid_block.attentions.0.proj_in", no_mid) == "middle_block.1.proj_in"
+    with pytest.raises(ValueError, match="mid block type 'UNetMidBlock2DSimpleCrossAttn'"):
+        unet_to_sgm("conv_in", {**config, "mid_block_type": "UNetMidBlock2DSimpleCrossAttn"})
+    # layers_per_block as a list (one per block) maps as the same int does
+    as_list = {**config, "layers_per_block": [config["layers_per_block"]] * len(config["down_block_types"])}
+    assert unet_to_sgm("down_blocks.2.attentions.1.proj_out", as_list) == \
+        unet_to_sgm("down_blocks.2.attentions.1.proj_out", config) == "input_blocks.8.1.proj_out"
+    # a class embedding (SD2.x-style "timestep" labels) lands in label_emb, as sd-scripts names it
+    with_class = {**config, "addition_embed_type": None, "class_embed_type": "timestep"}
+    assert unet_to_sgm("class_embedding.linear_2", with_class) == "label_emb.0.2"
+    with pytest.raises(KeyError):
+        unet_to_sgm("class_embedding.linear_2", config)
+    with pytest.raises(ValueError, match="addition_embed_type 'text'"):
+        unet_to_sgm("conv_in", {**config, "addition_embed_type": "text"})
+
+
+def test_the_module_table_skips_modules_without_an_sgm_name_and_goes_on():
+    # encoder_hid_proj (a Linear with no SGM counterpart) comes before the blocks: everything after it is still named
+    unet = _meta_unet(sample_size=8, block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1, cross_attention_dim=8,
+                      attention_head_dim=2, norm_num_groups=4, encoder_hid_dim=12, encoder_hid_dim_type="text_proj")
+    table = kohya_module_table(unet)
+    assert "encoder_hid_proj" not in {name for _, name in table.values()}
+    assert table["lora_unet_out_2"] == ("unet", "conv_out")
+    hosts = [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert sorted(name for _, name in table.values()) == sorted(set(hosts) - {"encoder_hid_proj"})
+
+
+def test_the_module_table_is_the_same_with_a_lora_in_place():
+    """kohya_module_table sees through peft's wrapping: a LoRA'd layer is one host, its base_layer/lora_A/lora_B are
+    not hosts of their own."""
+    from diffusers import UNet2DConditionModel
+
+    from colabkit.train.lora import add_lora
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 16),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+                                cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4)
+    plain = kohya_module_table(unet)
+    targets = unet_targets(unet, "LoCon")
+    add_lora(unet, targets, 2, 1)
+    assert any(n.endswith(".lora_A.default") for n, _ in unet.named_modules())  # really wrapped
+    assert kohya_module_table(unet) == plain and len(plain) > len(targets) > 0

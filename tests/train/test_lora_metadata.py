@@ -64,8 +64,11 @@ def test_metadata_values():
         "ss_max_token_length": "None",
         "modelspec.trigger_phrase": "houtline",
         "modelspec.date": "2026-01-01T00:00:00",
+        "ss_num_reg_images": "0",  # no regularization images; sd-scripts writes the count always
+        "ss_training_finished_at": "1767225600.0",  # str(time.time()) in sd-scripts: the same instant as the date
     }
     assert {k: m[k] for k in expected} == expected
+    assert set(m) == set(expected) | {"ss_tag_frequency", "ss_training_comment"}  # none dropped, none unexpected
     assert json.loads(m["ss_tag_frequency"]) == {"10_houtline": {"houtline": 4, "outline": 3, "ciel étoilé": 1}}
     assert "houtline" in m["ss_training_comment"]
     assert "ss_network_args" not in m  # sd-scripts writes it only when there are network args
@@ -200,6 +203,9 @@ def test_legacy_hash_reads_bytes_0x100000_to_0x10ffff_of_the_ss_only_file(tmp_pa
     window = ss_only[0x100000:0x110000]
     assert len(window) == 0x10000
     assert stored["sshs_legacy_hash"] == hashlib.sha256(window).hexdigest()[:8]
+    raw = path.read_bytes()  # the model hash: sha256 of everything after the header (the tensor bytes)
+    assert stored["sshs_model_hash"] == hashlib.sha256(raw[8 + int.from_bytes(raw[:8], "little"):]).hexdigest()
+    assert stored["sshs_model_hash"] == hashlib.sha256(ss_only[8 + int.from_bytes(ss_only[:8], "little"):]).hexdigest()
     # not the same window of the file as written (its header also holds modelspec.* and sshs_*)
     assert stored["sshs_legacy_hash"] != hashlib.sha256(path.read_bytes()[0x100000:0x110000]).hexdigest()[:8]
     assert [p.name for p in tmp_path.iterdir()] == ["big.safetensors"]  # atomic write left no temp file
@@ -228,3 +234,51 @@ def test_save_refuses_files_that_would_not_load_everywhere(tmp_path):
     with pytest.raises(ValueError):
         save_lora(tmp_path / "bad.safetensors", ok, {"ss_epoch": 3})
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+# -- what mutation testing found unguarded (benchmarks/RESULTS.md, "Mutation testing") ----------------------------
+
+def test_without_a_timestamp_the_file_is_dated_now_in_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    before = time.time()
+    m = meta(timestamp=None)
+    after = time.time()
+    finished = float(m["ss_training_finished_at"])
+    assert before <= finished <= after
+    assert m["modelspec.date"] == datetime.datetime.fromtimestamp(int(finished), datetime.timezone.utc) \
+        .replace(tzinfo=None).isoformat()
+    if not hasattr(time, "tzset"):
+        return
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert meta()["modelspec.date"] == "2026-01-01T00:00:00"  # UTC, not New York's 2025-12-31T19:00:00
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_without_an_activation_tag_there_is_no_trigger_phrase():
+    from colabkit import __version__
+
+    m = meta(activation_tag="")
+    assert "modelspec.trigger_phrase" not in m
+    assert m["ss_training_comment"] == f"trained with colabkit {__version__}"
+    assert meta()["ss_training_comment"] == f"activation tag: houtline; trained with colabkit {__version__}"
+
+
+def test_refusals_say_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match=r"lora_type must be one of \('LoRA', 'LoCon'\), not 'LoHa'"):
+        meta(lora_type="LoHa")
+    with pytest.raises(ValueError, match="^conv_dim/conv_alpha apply to LoCon only$"):
+        meta(conv_alpha=2)
+    with pytest.raises(ValueError, match="^metadata key 'ss_seed' is set by build_metadata; extra may not replace it$"):
+        meta(extra={"ss_seed": "1"})
+    ok = {"lora_unet_middle_block_1_proj_in.lora_down.weight": torch.zeros(2, 4).half(),
+          "lora_unet_middle_block_1_proj_in.lora_up.weight": torch.zeros(4, 2).half(),
+          "lora_unet_middle_block_1_proj_in.alpha": torch.tensor(1.0).half()}
+    bad = {f"k{i}": i for i in range(7)}
+    with pytest.raises(ValueError) as e:
+        save_lora(tmp_path / "x.safetensors", ok, {**meta(), **bad})
+    assert str(e.value) == "safetensors metadata must map str to str: ['k0', 'k1', 'k2', 'k3', 'k4']"

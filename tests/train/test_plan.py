@@ -111,6 +111,7 @@ def test_small_sdxl_folder_by_path_trains_on_the_cpu(tiny_project, make_config, 
 
 @pytest.mark.slow
 def test_v_prediction_trains_saves_and_resumes_bit_exactly(tiny_project, make_config):
+    # Metadata and resume only: that the loop trains towards the v target is observed in test_prediction_target.py.
     cfg = make_config(prediction_type="v_prediction", epochs=3)
     plan = make_plan(cfg, device="cpu")
     assert plan.prediction_type == "v_prediction" and plan.zero_terminal_snr  # on by default with v-pred
@@ -129,6 +130,7 @@ def test_v_prediction_trains_saves_and_resumes_bit_exactly(tiny_project, make_co
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
+@pytest.mark.slow  # trains a step
 def test_cpu_threads_follow_the_load_at_the_start_and_a_resume_keeps_them(tiny_project, make_config,
                                                                           monkeypatch):
     import os
