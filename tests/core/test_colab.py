@@ -377,3 +377,14 @@ def test_open_or_create_project_mounts_drive_and_makes_the_folders_keeping_files
     assert project.name == "cr" and project.root == fake_colab.mounted_root / "Loras" / "cr"
     assert [(fake_colab.my_drive / "Loras" / "cr" / d).is_dir() for d in ("dataset", "output", "training")] == [True] * 3
     assert keep.read_bytes() == b"art" and shown == [project]
+
+
+def test_once_public_the_install_source_and_colab_links_come_from_the_repository_url(monkeypatch):
+    assert colab.install_source() == "" and colab.open_in_colab_url("1_dataset.ipynb") is None  # no public copy yet
+    monkeypatch.setattr(colab, "REPOSITORY_URL", "https://github.com/someone/colabkit.git")
+    assert colab.install_source() == "git+https://github.com/someone/colabkit.git"
+    assert colab.open_in_colab_url("2_train.ipynb") == \
+        "https://colab.research.google.com/github/someone/colabkit/blob/main/notebooks/2_train.ipynb"
+    monkeypatch.setattr(colab, "REPOSITORY_URL", "https://github.com/someone/colabkit")
+    assert colab.open_in_colab_url("es/3_generate.ipynb") == \
+        "https://colab.research.google.com/github/someone/colabkit/blob/main/notebooks/es/3_generate.ipynb"
