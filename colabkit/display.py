@@ -159,7 +159,7 @@ class _DropMessages(logging.Filter):
 def quiet_library_notices():
     """Drop LIBRARY_NOISE (those messages only, on those loggers) while the block runs; everything else shows."""
     added = []
-    for name in {n for n, _ in LIBRARY_NOISE}:
+    for name in {n for n, _text in LIBRARY_NOISE}:
         f = _DropMessages(tuple(t for n, t in LIBRARY_NOISE if n == name))
         logging.getLogger(name).addFilter(f)
         added.append((name, f))

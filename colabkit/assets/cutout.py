@@ -57,7 +57,7 @@ def fit_surface(rgb: np.ndarray, mask: np.ndarray, degree: int, max_samples: int
     values = rgb[ys, xs].astype(np.float64)
     a = _design(ny, nx, degree)
     keep = np.ones(len(ys), bool)
-    for _ in range(2):
+    for _pass in range(2):
         coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
         err = np.abs(a @ coef - values).max(axis=1)
         keep = err <= max(np.quantile(err, 0.9), 2.0)

@@ -64,8 +64,6 @@ class TrainResult:
 MAX_NONFINITE_IN_A_ROW = 5
 
 
-
-
 def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget: Budget | None = None,
           device: str | None = None) -> TrainResult:
     """Train (or resume, or say it is finished) what ``plan`` decided. A TrainConfig is planned first (with

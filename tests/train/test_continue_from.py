@@ -1,7 +1,6 @@
 """continue_from_lora: a new run starting from an existing LoRA file (colabkit's, LoCon, diffusers' own kohya
 conversion), its shape taken from the file, every key loaded or named in the preflight, refusals before step 1."""
 
-import json
 
 import pytest
 import torch

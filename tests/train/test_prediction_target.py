@@ -9,7 +9,6 @@ the velocity sqrt(a)*noise - sqrt(1-a)*x0 for v-prediction) and must match the p
 from __future__ import annotations
 
 import pytest
-import torch
 
 from colabkit.train import loop, models
 from colabkit.train.loop import Reporter, train
