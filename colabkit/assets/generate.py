@@ -84,18 +84,10 @@ def lora_metadata(path: Path) -> dict[str, str]:
 
 
 def lora_hash(path: Path, metadata: dict[str, str]) -> str:
-    """A1111's short LoRA hash: the first 12 hex digits of sha256 over the tensor bytes (sshs_model_hash)."""
-    if metadata.get("sshs_model_hash"):
-        return metadata["sshs_model_hash"][:12]
-    import hashlib
+    """A1111's short LoRA hash: the first 12 hex digits of the file's sshs_model_hash."""
+    from colabkit.train.lora.metadata import file_model_hash
 
-    with open(path, "rb") as f:
-        header = int.from_bytes(f.read(8), "little")
-        f.seek(8 + header)
-        h = hashlib.sha256()
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()[:12]
+    return file_model_hash(path, metadata)[:12]
 
 
 def tag_frequency(metadata: dict[str, str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from colabkit.train import lora
 from colabkit.train.lora import continue_from as cf
+from colabkit.train.lora.metadata import file_model_hash
 
 
 def tiny_models(tiny_sdxl):
@@ -182,7 +183,7 @@ def test_one_step_at_1e_12_gives_back_a_colabkit_file(tiny_project, make_config,
     with safe_open(final, "pt") as f:
         meta = f.metadata()
     assert meta["ss_parent_lora"] == "old.safetensors"
-    assert meta["ss_parent_lora_hash"] == cf.model_hash(path, {}) == plan.parent.model_hash
+    assert meta["ss_parent_lora_hash"] == file_model_hash(path, {}) == plan.parent.model_hash
     assert meta["ss_network_dim"] == "8"
 
 

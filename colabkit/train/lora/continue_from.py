@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from colabkit.i18n import _
 from colabkit.train.lora.keys import TE_PREFIXES, UNET_PREFIX, kohya_module_table, te_canonical
+from colabkit.train.lora.metadata import file_model_hash
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 _PARTS = ("lora_down.weight", "lora_up.weight", "alpha")
@@ -101,19 +101,6 @@ def _refusal(path: Path) -> str | None:
         return _("{name} is not a .safetensors file (its header cannot be read). Give a LoRA .safetensors "
                  "file.").format(name=path.name)
     return None
-
-
-def model_hash(path: Path, metadata: dict) -> str:
-    """``sshs_model_hash``: the file's own, else sha256 of the bytes after the header (sd-scripts' definition)."""
-    if metadata.get("sshs_model_hash"):
-        return metadata["sshs_model_hash"]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n)
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _name_table(unet, te1, te2) -> dict[str, tuple[str, str]]:
@@ -195,7 +182,7 @@ def read_parent(path: Path, unet, text_encoder=None, text_encoder_2=None, *, tra
               "checkpoint goes into base_model; an embedding cannot be continued.").format(
                 name=path.name, count=len(keys), example=keys[0] if keys else "none"))
         return parent
-    parent.model_hash = model_hash(path, metadata)
+    parent.model_hash = file_model_hash(path, metadata)
 
     table = _name_table(unet, text_encoder, text_encoder_2)
     models = {"unet": unet, "text_encoder": text_encoder, "text_encoder_2": text_encoder_2}
@@ -383,4 +370,4 @@ def _parent_metadata(path: str, size: int, mtime_ns: int) -> tuple:
 
     with safe_open(path, "pt") as f:
         metadata = f.metadata() or {}
-    return tuple(Parent(Path(path), model_hash(Path(path), metadata)).metadata.items())
+    return tuple(Parent(Path(path), file_model_hash(Path(path), metadata)).metadata.items())

@@ -175,6 +175,19 @@ def safetensors_hashes(tensors: Mapping, metadata: Mapping[str, str] | None) -> 
     return model_hash, legacy
 
 
+def file_model_hash(path: str | os.PathLike, metadata: Mapping[str, str]) -> str:
+    """A LoRA file's ``sshs_model_hash``: the one its metadata carries, else sha256 of the bytes after the header
+    (the tensor bytes), as sd-scripts and A1111 compute it for a file written without one."""
+    if metadata.get("sshs_model_hash"):
+        return metadata["sshs_model_hash"]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(8 + int.from_bytes(f.read(8), "little"))
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_lora(path: str | os.PathLike, tensors: Mapping, metadata: Mapping[str, str]) -> Path:
     """Write the LoRA atomically (temp file + fsync + rename), with sshs_model_hash / sshs_legacy_hash added."""
     from colabkit.train.lora.export import check_kohya_state_dict
