@@ -30,8 +30,9 @@ from pathlib import Path
 from colabkit.i18n import _
 from colabkit.train.lora.keys import TE_PREFIXES, UNET_PREFIX, kohya_module_table, te_canonical
 from colabkit.train.lora.metadata import file_model_hash
+from colabkit.train.models import checkpoint
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+PICKLE_SUFFIXES = checkpoint.PICKLE_SUFFIXES + (".pkl",)  # and a bare pickle dump
 _PARTS = ("lora_down.weight", "lora_up.weight", "alpha")
 # the last part of a key (after the module name) -> the LyCORIS kind it belongs to
 _UNSUPPORTED = {"hada_": "LoHa", "lokr_": "LoKr", "dora_scale": "DoRA", "diff": "full-weight difference",
@@ -94,7 +95,7 @@ def _refusal(path: Path) -> str | None:
     """Why this file cannot be a LoRA to continue from, read from its first bytes (None: a safetensors file)."""
     with open(path, "rb") as f:
         head = f.read(16)
-    if path.suffix.lower() in PICKLE_SUFFIXES or head.startswith((b"PK\x03\x04", b"\x80")):
+    if path.suffix.lower() in PICKLE_SUFFIXES or checkpoint.sniff(head) in ("zip", "pickle"):
         return _("{name} is a pickle (.ckpt/.pt/.bin): colabkit never opens pickles, they can run code. Use the "
                  ".safetensors version of the LoRA (or convert it on a computer you trust).").format(name=path.name)
     if len(head) < 8 or int.from_bytes(head[:8], "little") > 100_000_000 or head[8:9] != b"{":

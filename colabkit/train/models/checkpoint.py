@@ -145,7 +145,7 @@ def inspect_checkpoint(path: str | os.PathLike, *, require_sdxl: bool = False) -
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(64)
-    if head[8:9] != b"{" and (path.suffix.lower() in PICKLE_SUFFIXES or _sniff(head) in ("zip", "pickle")):
+    if head[8:9] != b"{" and (path.suffix.lower() in PICKLE_SUFFIXES or sniff(head) in ("zip", "pickle")):
         if path.suffix.lower() not in PICKLE_SUFFIXES:
             raise ColabkitError(
                 _("{name} is a PyTorch pickle checkpoint, not safetensors, despite its name. Pickle files can run "
@@ -157,7 +157,7 @@ def inspect_checkpoint(path: str | os.PathLike, *, require_sdxl: bool = False) -
     return info.require_sdxl() if require_sdxl else info
 
 
-def _sniff(head: bytes) -> str:
+def sniff(head: bytes) -> str:
     """A best guess at what a file that is not a valid safetensors actually is, for the error message."""
     h = head.lstrip()
     if head.startswith(b"PK\x03\x04"):
@@ -174,7 +174,7 @@ def _sniff(head: bytes) -> str:
 
 
 def _not_safetensors(path: Path, head: bytes) -> ColabkitError:
-    kind = _sniff(head)
+    kind = sniff(head)
     if kind == "html":
         why = ("it is a web page, not a model: the download link probably needs a login or an API token "
                "(Hugging Face: set HF_TOKEN; Civitai: add ?token=<your API key> to the URL)")
@@ -250,11 +250,11 @@ def load_pickle_state_dict(path: Path) -> dict:
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             head = f.read(64)
-        if _sniff(head) == "pickle":
+        if sniff(head) == "pickle":
             raise ColabkitError(_("{name} is in PyTorch's old (pre-1.6) pickle format, which cannot be loaded "
                                   "without reading it all into memory. Use a .safetensors version of this model.").format(
                                     name=path.name))
-        if _sniff(head) == "zip":  # starts like a zip but the directory at its end is missing
+        if sniff(head) == "zip":  # starts like a zip but the directory at its end is missing
             raise _cut_short(path, path.stat().st_size, path.stat().st_size + 1, "its zip directory")
         raise _not_safetensors(path, head)
     try:
