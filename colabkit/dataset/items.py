@@ -139,11 +139,6 @@ def folder_of(path: Path, dataset: Path) -> Folder:
     return Folder(parent, None) if parent == dataset else Folder(parent, folder_repeats(parent.name))
 
 
-def relative_name(path: Path, dataset: Path) -> str:
-    """``x.png`` for an image directly in ``dataset/``, ``3_a/x.png`` in a sub-folder (the name people see)."""
-    return path.name if path.parent == dataset else f"{path.parent.name}/{path.name}"
-
-
 def shown_name(path: Path) -> str:
     """``x.png``, or ``3_a/x.png`` for an image in a <repeats>_<name>/ folder (dataset/ itself is never one)."""
     return f"{path.parent.name}/{path.name}" if folder_repeats(path.parent.name) is not None else path.name

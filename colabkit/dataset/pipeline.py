@@ -74,7 +74,7 @@ class DatasetReport:
             details = list(info.notes) + ([warn.reason] if warn else [])
             rows.append(
                 dict(
-                    file=items.relative_name(info.file, self.folder),
+                    file=items.shown_name(info.file),
                     status="warning" if warn else "ok",
                     size=f"{info.width}x{info.height}",
                     mode=f"{info.mode} {info.format}",
@@ -87,7 +87,7 @@ class DatasetReport:
                 moved = self.moved.get(p.file)
                 rows.append(
                     dict(
-                        file=items.relative_name(p.file, self.folder) + ("/" if p.kind == "folder" else ""),
+                        file=items.shown_name(p.file) + ("/" if p.kind == "folder" else ""),
                         status=("moved to _rejected/" if moved else "rejected") if p.rejected else "warning",
                         size="",
                         mode="",
