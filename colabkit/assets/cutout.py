@@ -474,8 +474,8 @@ def _folders(cfg) -> tuple[Path, Path]:
     else:
         dest = project.output / "assets" if project else source / "assets"
     if not source.is_dir():
-        hint = ("Generate pictures first (the generate step), or give input_folder." if not cfg.input_folder
-                else "Check the path (in Colab: /content/drive/MyDrive/...).")
+        hint = (_("Generate pictures first (the generate step), or give input_folder.") if not cfg.input_folder
+                else _("Check the path (in Colab: /content/drive/MyDrive/...)."))
         raise ColabkitError(_("No folder of pictures at {source}. {hint}").format(source=source, hint=hint))
     return source, dest
 

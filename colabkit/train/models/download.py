@@ -137,13 +137,13 @@ def _http_error(url: str, e: urllib.error.HTTPError) -> ColabkitError:
     host = urllib.parse.urlsplit(url).hostname or ""
     if e.code in (401, 403):
         if "huggingface" in host or host == "hf.co":
-            fix = ("The model may be gated or private: open its page on huggingface.co while logged in, accept its "
-                   "terms, and set an access token as HF_TOKEN (Colab: the key icon, 'Secrets').")
+            fix = _("The model may be gated or private: open its page on huggingface.co while logged in, accept its "
+                    "terms, and set an access token as HF_TOKEN (Colab: the key icon, 'Secrets').")
         elif "civitai" in host:
-            fix = ("Civitai needs an API key for this download: create one in your Civitai account settings and set "
-                   "it as CIVITAI_TOKEN (Colab: the key icon, 'Secrets').")
+            fix = _("Civitai needs an API key for this download: create one in your Civitai account settings and "
+                    "set it as CIVITAI_TOKEN (Colab: the key icon, 'Secrets').")
         else:
-            fix = "The server refused the download: the link may need a login or may have expired."
+            fix = _("The server refused the download: the link may need a login or may have expired.")
         notes = [_secret_notes[n] for n in _token_names(host) if n in _secret_notes]
         if notes:
             fix += " " + " ".join(notes)
