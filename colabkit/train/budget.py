@@ -58,6 +58,11 @@ class Budget:
     def record_preview(self, seconds: float) -> None:
         self.preview_s = max(self.preview_s or 0.0, seconds)
 
+    def can_start(self) -> bool:
+        """False when less than the safety margin is left before anything is loaded: a run started then would
+        spend what is left loading the model, for a step or two, with Colab's cut close."""
+        return self.left_s() >= self.margin_s
+
     def must_stop(self, preview_s: float = 0.0) -> bool:
         """True when one more step and a save would eat into the safety margin. ``preview_s``: the expected
         cost of the epoch-end preview the next step would be followed by (0 when it is not an epoch's end):

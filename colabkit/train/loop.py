@@ -95,6 +95,21 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
             "to train again from scratch.").format(step=state.step, total=total),
                            state.step, total, run_loras(project), lora_name(project)
                            if lora_name(project).exists() else None, state_folder=state.folder)
+    # The budget counts from the runtime's start (Colab's clock runs from there: installs, downloads, earlier runs
+    # in this runtime). Decided before anything is downloaded or loaded: a runtime with less than the safety margin
+    # left would spend it loading the model for a step or two, and risk Colab's cut in the middle.
+    from colabkit.colab import runtime_start_time
+
+    budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
+                              margin_s=run.budget_margin_minutes * 60)
+    if not budget.can_start():
+        msg = _("Not started: this runtime has {left} left of the {budget:g} h budget, less than the {margin} "
+                "safety margin, so nothing was loaded{saved}. Run the notebook again in a new runtime (tomorrow, "
+                "once Colab gives you a GPU again) to continue.").format(
+            left=hms(budget.left_s()), budget=run.budget_hours, margin=hms(budget.margin_s),
+            saved=_(" (your state at step {step} is kept)").format(step=state.step) if state else "")
+        return TrainResult("stopped", msg, state.step if state else 0, total, run_loras(project), None,
+                           state_folder=state.folder if state else None)
     resolved = fetch_model(plan)  # downloads only what the plan found still to download
     fingerprints = plan.fingerprints
     if state is not None:
@@ -226,10 +241,6 @@ def train(plan: RunPlan | TrainConfig, reporter: Reporter | None = None, budget:
         return folder
 
     # -- 5. the loop --------------------------------------------------------------------------------
-    from colabkit.colab import runtime_start_time
-
-    budget = budget or Budget(start=runtime_start_time(), hours=run.budget_hours,
-                              margin_s=run.budget_margin_minutes * 60)
     n_train_t = parts.noise_scheduler.config.num_train_timesteps
     t_start = time.time()
     last_state_save = time.time()

@@ -49,9 +49,12 @@ def test_three_notebooks_in_fresh_runtimes(tmp_path, monkeypatch, tiny_sdxl):
         assert (project.dataset / f"d{i}.txt").read_text().startswith("houtline, ")  # on Drive, not the VM disk
     assert "Disconnect and delete runtime" in text1  # the closing cell: release this runtime
 
-    # -- notebook 2, day 1: the runtime has been up 15 of its 24 minutes: one step, then the budget stop ----------
+    # -- notebook 2, day 1: the runtime has been up 12 of its 24 minutes: one step, then the budget stop ----------
+    # Time runs 60 s per reading of the budget's clock: 11 min left when the run starts (over the 10 min margin),
+    # 9 min after step 1. Counted from the cell's start instead, 21 min would be left and the run would go on.
     rt2 = drive.new_runtime("rt2")
-    day1 = run_in(rt2, "2_train.py", TRAIN, COLABKIT_RUNTIME_START=str(time.time() - 0.25 * 3600))
+    day1 = run_in(rt2, "2_train.py", TRAIN, COLABKIT_RUNTIME_START=str(time.time() - 12 * 60),
+                  COLABKIT_FAKE_SECONDS_PER_TICK="60")
     text2 = text_of(day1)
     assert "Preflight passed" in text2
     assert "Stopped at step 1/32" in text2  # counted from the runtime's start, not the cell's

@@ -80,17 +80,54 @@ def test_hms(seconds, text):
     assert hms(seconds) == text
 
 
+def test_a_run_starts_only_with_the_margin_still_ahead():
+    margin = 600.0
+    b = Budget(start=0.0, hours=1.0, margin_s=margin, clock=at(3600 - margin))
+    assert b.can_start()  # exactly the margin left
+    assert not Budget(start=0.0, hours=1.0, margin_s=margin, clock=at(3600 - margin + 0.5)).can_start()
+    assert not Budget(start=0.0, hours=1.0, margin_s=margin, clock=at(4000.0)).can_start()  # past the deadline
+    assert Budget(start=0.0, hours=1.0, margin_s=0.0, clock=at(0.0)).can_start()
+
+
+def test_the_loop_counts_the_budget_from_the_runtimes_start_and_loads_nothing_without_time(tiny_project, make_config,
+                                                                                             monkeypatch):
+    """Colab's time runs from the runtime's start (installs, downloads, earlier runs count): a runtime started 55 min
+    into a 1 h budget with a 10 min margin is refused before any model is fetched or loaded, whenever this process
+    started, and says how much was left."""
+    import time
+
+    from colabkit.train import loop
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was fetched with less than the margin left")
+
+    monkeypatch.setattr(loop, "fetch_model", no_model)
+    cfg = make_config(epochs=1, budget_hours=1.0, budget_margin_minutes=10)
+    monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time() - 3600 + 5 * 60))  # 5 min left, 10 min margin
+    result = loop.train(cfg, device="cpu")
+    assert (result.status, result.step, result.final_lora, result.loss_plot) == ("stopped", 0, None, None)
+    assert result.message.startswith("Not started: this runtime has 4 min 5") or \
+        result.message.startswith("Not started: this runtime has 5 min 00 s")
+    assert "of the 1 h budget, less than the 10 min 00 s safety margin, so nothing was loaded." in result.message
+    assert not tiny_project.state.exists() or not any(tiny_project.state.iterdir())  # no state written either
+
+
 @pytest.mark.slow  # trains a step
-def test_the_loop_counts_the_budget_from_the_runtimes_start(tiny_project, make_config, monkeypatch):
-    """Colab's time runs from the runtime's start (installs, downloads, caching count): a runtime started long ago
-    leaves no budget for a second step, whenever this process started."""
+def test_a_fresh_runtime_trains_and_a_spent_one_keeps_the_state_it_resumes_from(tiny_project, make_config,
+                                                                               monkeypatch):
+    """Day 2 in a runtime whose time is already spent: refused with the saved state named and left as it was."""
     import time
 
     from colabkit.train.loop import train
+    from helpers.budget import StopAfter
 
     cfg = make_config(epochs=1, budget_hours=1.0, budget_margin_minutes=10)
-    monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time() - 3600 + 5 * 60))  # 5 min left, 10 min margin
+    assert train(cfg, budget=StopAfter(1), device="cpu").step == 1
+    saved = sorted(p.name for p in tiny_project.state.iterdir())
+    monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time() - 3600))
     result = train(cfg, device="cpu")
-    assert result.status == "stopped" and result.step == 1
+    assert (result.status, result.step) == ("stopped", 1)
+    assert "(your state at step 1 is kept)" in result.message
+    assert sorted(p.name for p in tiny_project.state.iterdir()) == saved
     monkeypatch.setenv("COLABKIT_RUNTIME_START", str(time.time()))  # a fresh runtime: the whole hour
     assert train(cfg, device="cpu").status == "finished"
