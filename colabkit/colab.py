@@ -91,6 +91,15 @@ def flush_drive(timeout_ms: int = FLUSH_TIMEOUT_MS) -> tuple[bool, str] | None:
                    "again.")
 
 
+def flush_drive_and_say() -> None:
+    """flush_drive, and its line shown to the artist (nothing when there was nothing to flush)."""
+    from colabkit import display
+
+    flushed = flush_drive()
+    if flushed:
+        display.show_text(flushed[1], "ok" if flushed[0] else "warn")
+
+
 def runtime_start_time(proc: str | os.PathLike = "/proc") -> float:
     """When the runtime started (UNIX time): the budget counts from here, not from the cell.
 
@@ -188,9 +197,7 @@ def release_runtime(release: bool = False) -> bool:
                             "(or tick release_runtime and run this cell). An idle runtime still uses your Colab "
                             "quota. Your files are safe on Drive."), "info")
         return False
-    flushed = flush_drive()
-    if flushed:
-        display.show_text(flushed[1], "ok" if flushed[0] else "warn")
+    flush_drive_and_say()
     display.show_text(_("Releasing this runtime now; your files are on Drive."), "ok")
     from google.colab import runtime
 

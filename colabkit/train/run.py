@@ -24,7 +24,7 @@ def preflight(cfg: TrainConfig | RunPlan, show: bool = True, device: str | None 
 def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
     """Plan the run once, refuse it if the preflight found problems, then train (or resume, or say it is
     finished) with that same plan; stop cleanly at the budget."""
-    from colabkit.colab import flush_drive
+    from colabkit.colab import flush_drive_and_say
 
     plan = make_plan(cfg, device=device)
     preflight(plan, show=False).raise_if_errors()
@@ -35,9 +35,7 @@ def train_lora(cfg: TrainConfig, device: str | None = None) -> TrainResult:
         display.show_image(result.loss_plot, _("Loss"), width=700)
     if result.status == "stopped":
         # Last: Colab's flush also unmounts Drive, so everything that reads Drive (the plot above) comes first.
-        flushed = flush_drive()
-        if flushed:
-            display.show_text(flushed[1], "ok" if flushed[0] else "warn")
+        flush_drive_and_say()
     return result
 
 
