@@ -42,7 +42,9 @@ MODULES: dict[str, list[str]] = {
     "files.py": ["tests/core/test_files.py", "tests/train/test_budget_state.py", "tests/train/test_state_store.py"],
     "train/budget.py": ["tests/train/test_budget.py", "tests/train/test_budget_state.py", "tests/train/test_timing.py"],
     "colab.py": ["tests/core/test_colab.py", "tests/core/test_colab_faults.py", "tests/core/test_install_cell.py", "tests/colab"],
-    "assets/cutout.py": ["tests/assets/test_cutout.py", "tests/assets/test_real_sheets.py", "tests/assets/test_unmix.py"],
+    "assets/cutout.py": ["tests/assets/test_cutout.py", "tests/assets/test_real_sheets.py", "tests/assets/test_unmix.py",
+                         "tests/assets/test_cutout_model.py", "tests/assets/test_cutout_folder.py",
+                         "tests/assets/test_keying.py"],
     "assets/atlas.py": ["tests/assets/test_atlas_schema.py", "tests/assets/test_atlas_packing.py",
                         "tests/assets/test_atlas.py", "tests/assets/test_cutout.py"],
 }
