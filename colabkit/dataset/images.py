@@ -377,36 +377,3 @@ def caption_clashes(images: list[ImageInfo]) -> list[Problem]:
         else:
             seen[stem] = info
     return problems
-
-
-def scan_folder(
-    folder: Path, *, min_side: int = MIN_SIDE, max_aspect: float = MAX_ASPECT, progress=None, inspect=inspect_file
-) -> ScanResult:
-    """Check every file in ``folder``. ``progress`` wraps the file list (e.g. tqdm) when given;
-    ``inspect`` replaces ``inspect_file`` (the pipeline passes a cached one)."""
-    files, folders = dataset_files(folder)
-    result = ScanResult()
-    for sub in folders:
-        result.problems.append(
-            Problem(
-                sub,
-                "folder",
-                _("sub-folder: files inside it are not used"),
-                _("move the images directly into dataset/."),
-                rejected=False,
-            )
-        )
-    candidates = []
-    for path in progress(files) if progress else files:
-        outcome = inspect(path, min_side=min_side, max_aspect=max_aspect)
-        if isinstance(outcome, Problem):
-            result.problems.append(outcome)
-        else:
-            candidates.append(outcome)
-    for check in (find_duplicates, caption_clashes):
-        found = check(candidates)
-        rejected = {p.file for p in found if p.rejected}
-        candidates = [c for c in candidates if c.file not in rejected]
-        result.problems.extend(found)
-    result.accepted = candidates
-    return result

@@ -10,16 +10,22 @@ from colabkit.dataset.images import (
     load_rgb,
     pad_to_square,
     perceptual_hash,
-    scan_folder,
 )
+from colabkit.dataset import items
+from colabkit.project import Project
 from colabkit.tiny.drawings import drawing
 from helpers.images import folder_checksums as checksums, make_mixed_folder
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mixed")
+    folder = tmp_path_factory.mktemp("mixed") / "dataset"
     return folder, make_mixed_folder(folder)
+
+
+def scan_folder(folder):
+    """The dataset check every step runs (items.scan), on the project whose dataset/ is ``folder``."""
+    return items.scan(Project(name=folder.parent.name, root=folder.parent))
 
 
 def test_scan_names_every_problem_and_accepts_every_good_image(mixed):
@@ -144,8 +150,9 @@ def test_decompression_bomb_limits_stay_on(tmp_path):
 
 
 def test_same_name_different_extension_is_a_clash(tmp_path):
-    drawing(1).convert("RGB").save(tmp_path / "a.png")
-    drawing(2).convert("RGB").save(tmp_path / "a.jpg")
-    result = scan_folder(tmp_path)
+    (tmp_path / "dataset").mkdir()
+    drawing(1).convert("RGB").save(tmp_path / "dataset" / "a.png")
+    drawing(2).convert("RGB").save(tmp_path / "dataset" / "a.jpg")
+    result = scan_folder(tmp_path / "dataset")
     assert [i.file.name for i in result.accepted] == ["a.jpg"]
     assert [(p.file.name, p.kind) for p in result.problems] == [("a.png", "name clash")]
