@@ -105,12 +105,14 @@ def run_module(module: str, tests: list[str], base: Path, jobs: int, only: list[
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     listing = subprocess.run([*mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
     survivors = [line.strip().split(":")[0] for line in listing.splitlines()
-                 if line.strip().endswith(("survived", "no tests", "timeout", "suspicious"))]
+                 if line.strip().endswith(("survived", "no tests", "suspicious"))]
     with open(work / "survivors.txt", "w") as out:
         for name in survivors:
             out.write(subprocess.run([*mutmut, "show", name], cwd=work, env=env, capture_output=True,
                                      text=True).stdout + "\n")
-    killed = stats.get("killed", 0)
+    # A timeout counts as noticed, as mutmut's own score counts it (a mutant that makes the tests hang is caught);
+    # they are printed apart, as one can also be a survivor whose tests are slower than mutmut's CPU limit.
+    killed = stats.get("killed", 0) + stats.get("timeout", 0)
     # the mutants that ran (a time-boxed run with --only leaves the others "not checked")
     total = sum(stats.get(k, 0) for k in ("killed", "survived", "no_tests", "timeout", "suspicious", "segfault"))
     return {"module": module, "tests": tests, "rc": rc, "seconds": round(seconds), "killed": killed, "total": total,
@@ -137,7 +139,8 @@ def main() -> int:
             print(f"{m}: {' '.join(t for t in MODULES[m] if (ROOT / t).exists())}")
         return 0
     results = []
-    print(f"{'module':<24} {'killed':>6} {'total':>6} {'score':>6} {'survived':>8} {'no tests':>8} {'time':>7}")
+    print(f"{'module':<24} {'killed':>6} {'total':>6} {'score':>6} {'survived':>8} {'no tests':>8} {'timeout':>7} "
+          f"{'time':>7}")
     for m in chosen:
         r = run_module(m, MODULES[m], args.work, args.jobs, args.only)
         results.append(r)
@@ -146,7 +149,7 @@ def main() -> int:
             continue
         score = f"{r['score']:.1f}%" if r["score"] is not None else "-"
         print(f"{m:<24} {r['killed']:>6} {r['total']:>6} {score:>6} {r['survived']:>8} {r['no_tests']:>8} "
-              f"{r['seconds']:>6}s", flush=True)
+              f"{r['timeout']:>7} {r['seconds']:>6}s", flush=True)
         (args.work / "summary.json").write_text(json.dumps(results, indent=1))
     return 0
 
