@@ -332,7 +332,8 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
         pred = (pred - pred.min()) / max(float(pred.max() - pred.min()), 1e-6)
     elif pred.min() < 0 or pred.max() > 1:  # BiRefNet gives logits
         pred = 1.0 / (1.0 + np.exp(-pred))
-    mask = Image.fromarray(np.round(np.clip(pred, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    # every branch above leaves pred in [0, 1] (a sigmoid, a stretch, or a map already inside it): no clip needed
+    mask = Image.fromarray(np.round(pred * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
     return np.asarray(mask, dtype=np.uint8)
 
 
