@@ -357,7 +357,7 @@ def unmix_alpha(rgb: np.ndarray, alpha: np.ndarray, band: int) -> np.ndarray:
     p, local = rgb[ys, xs].astype(np.float32), field[ys, xs]
     solved = local + (p - local) / a
     near, found = nearest_colour(rgb, alpha >= 250, ys, xs, 2 * band + 2)
-    near = np.where(found[:, None], near, np.clip(solved, 0, 255))
+    near = np.where(found[:, None], near, solved)  # nothing opaque near: the solved colour (clipped below)
     trust = np.clip((a - 0.4) / 0.6, 0.0, 1.0)
     out[ys, xs] = np.clip(np.round(near * (1 - trust) + solved * trust), 0, 255).astype(np.uint8)
     return out
