@@ -332,7 +332,8 @@ def model_alpha(rgb: np.ndarray, model_file: str | Path) -> np.ndarray:
         pred = (pred - pred.min()) / max(float(pred.max() - pred.min()), 1e-6)
     elif pred.min() < 0 or pred.max() > 1:  # BiRefNet gives logits
         pred = 1.0 / (1.0 + np.exp(-pred))
-    mask = Image.fromarray(np.round(np.clip(pred, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    # every branch above leaves pred in [0, 1] (a sigmoid, a stretch, or a map already inside it): no clip needed
+    mask = Image.fromarray(np.round(pred * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
     return np.asarray(mask, dtype=np.uint8)
 
 
@@ -356,7 +357,7 @@ def unmix_alpha(rgb: np.ndarray, alpha: np.ndarray, band: int) -> np.ndarray:
     p, local = rgb[ys, xs].astype(np.float32), field[ys, xs]
     solved = local + (p - local) / a
     near, found = nearest_colour(rgb, alpha >= 250, ys, xs, 2 * band + 2)
-    near = np.where(found[:, None], near, np.clip(solved, 0, 255))
+    near = np.where(found[:, None], near, solved)  # nothing opaque near: the solved colour (clipped below)
     trust = np.clip((a - 0.4) / 0.6, 0.0, 1.0)
     out[ys, xs] = np.clip(np.round(near * (1 - trust) + solved * trust), 0, 255).astype(np.uint8)
     return out
