@@ -1,0 +1,192 @@
+"""The flood-fill keyer's parts pinned exactly on small designed pictures (mutation testing of cutout.py found
+them unguarded): the holes setting, the border ring, the smooth background surface, the busy-border refusal,
+the edge solver at the picture's border, and key_sheet's shadows, holes and closed gaps.
+
+Every picture here is small (at most a few thousand pixels) and its expected result follows from its design.
+"""
+
+import numpy as np
+import pytest
+
+from colabkit.assets.cutout import (
+    _offsets, background_field, border_pixels, fit_surface, key_background, key_sheet, outside_of, parse_holes,
+    scale_of, unmix_edges,
+)
+from colabkit.errors import ColabkitError
+
+# -- the holes setting ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("keep", ("keep", set())), ("clear", ("clear", set())), ("", ("keep", set())), ("  Clear ", ("clear", set())),
+    ("KEEP", ("keep", set())), ("1, 3", ("some", {1, 3})), ("2;4", ("some", {2, 4})), ("1 3", ("some", {1, 3})),
+    ("5", ("some", {5})), ("1,,2 ; 7", ("some", {1, 2, 7})),
+])
+def test_holes_setting_forms(text, expected):
+    assert parse_holes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["all", "1, two", "Some"])
+def test_holes_setting_refused_with_the_forms_it_takes(text):
+    with pytest.raises(ColabkitError) as e:
+        parse_holes(text)
+    assert str(e.value) == (f"holes {text!r}: write keep, clear, or the numbers of the holes to clear from the "
+                            "preview, e.g. 1, 3.")
+
+
+# -- small helpers: the border ring, window offsets, the picture's scale --------------------------------------------
+
+
+def test_border_pixels_are_the_outer_ring_each_pixel_once():
+    h, w = 5, 7
+    rgb = np.arange(h * w * 3).reshape(h, w, 3)
+    got = border_pixels(rgb)
+    ring = np.zeros((h, w), bool)
+    ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
+    expected = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])  # top, bottom, left, right
+    assert len(got) == ring.sum() == 2 * w + 2 * (h - 2)
+    assert np.array_equal(got, expected)
+    assert sorted(got[:, 0].tolist()) == sorted(rgb[ring][:, 0].tolist())
+
+
+def test_outside_of_keeps_what_touches_each_side_4_connected():
+    m = np.zeros((9, 9), bool)
+    m[0, 4] = m[1, 4] = True  # touches the top
+    m[8, 2] = m[7, 2] = True  # the bottom
+    m[4, 0] = m[4, 1] = True  # the left
+    m[5, 8] = m[5, 7] = True  # the right
+    m[4, 4] = True  # enclosed
+    m[2, 5] = True  # diagonal to the top's piece only: not 4-connected to it
+    expected = np.zeros_like(m)
+    expected[0, 4] = expected[1, 4] = expected[8, 2] = expected[7, 2] = True
+    expected[4, 0] = expected[4, 1] = expected[5, 8] = expected[5, 7] = True
+    assert np.array_equal(outside_of(m), expected)
+
+
+def test_offsets_nearest_first_then_in_reading_order():
+    assert _offsets(1) == [(0, 0), (-1, 0), (0, -1), (0, 1), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+    two = _offsets(2)
+    assert len(two) == 25 and two[:9] == _offsets(1)
+    assert two[9:] == [(-2, 0), (0, -2), (0, 2), (2, 0), (-2, -1), (-2, 1), (-1, -2), (-1, 2), (1, -2), (1, 2),
+                       (2, -1), (2, 1), (-2, -2), (-2, 2), (2, -2), (2, 2)]
+
+
+def test_scale_is_the_longest_side_over_1024():
+    assert scale_of((512, 2048, 3)) == 2.0
+    assert scale_of((2048, 512)) == 2.0
+    assert scale_of((100, 256)) == 0.25
+
+
+# -- the smooth background surface ---------------------------------------------------------------------------------
+
+
+def _poly(h, w, coef):
+    """A colour field sum_ij coef[c][i, j] * y^i * x^j over the picture mapped to [-1, 1] (HxWx3 float)."""
+    y = np.linspace(-1, 1, h)[:, None]
+    x = np.linspace(-1, 1, w)[None, :]
+    out = np.zeros((h, w, 3))
+    for c in range(3):
+        for (i, j), v in coef[c].items():
+            out[..., c] += v * y ** i * x ** j
+    return out
+
+
+VIGNETTE = [  # quartic, different per channel and in x and y: a warm vignette, lighter top-left
+    {(0, 0): 235.0, (2, 0): -14.0, (0, 2): -18.0, (2, 2): -9.0, (4, 0): -6.0, (0, 4): 5.0, (1, 0): -6.0, (0, 1): -4.0,
+     (1, 3): 3.0},
+    {(0, 0): 228.0, (2, 0): -16.0, (0, 2): -12.0, (2, 2): -7.0, (4, 0): 4.0, (0, 4): -6.0, (1, 0): -3.0, (0, 1): -7.0,
+     (3, 1): -3.0},
+    {(0, 0): 214.0, (2, 0): -20.0, (0, 2): -16.0, (2, 2): -5.0, (4, 0): -3.0, (0, 4): -4.0, (1, 0): -5.0,
+     (0, 1): -2.0, (1, 1): 4.0},
+]
+
+
+def test_fit_surface_returns_a_quartic_vignette_within_a_level():
+    h, w = 40, 56  # not square: y and x are scaled by their own sides
+    true = _poly(h, w, VIGNETTE)
+    rgb = np.round(true).astype(np.uint8)
+    field = fit_surface(rgb, np.ones((h, w), bool), 4)
+    assert field.dtype == np.float32 and field.shape == (h, w, 3)
+    assert np.abs(field - true).max() <= 0.6  # the rounding to whole levels, no more
+
+
+def test_fit_surface_from_a_one_pixel_ring():
+    # Only the outermost rows and columns are known (even sides: every other pixel of them would miss the last
+    # row and column): a quadratic shading is still found everywhere inside.
+    h, w = 30, 44
+    coef = [{(0, 0): 200.0, (1, 0): 20.0, (0, 1): -15.0, (1, 1): 10.0, (2, 0): -12.0, (0, 2): 8.0}] * 3
+    true = _poly(h, w, coef)
+    rgb = np.round(true).astype(np.uint8)
+    ring = np.zeros((h, w), bool)
+    ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
+    assert np.abs(fit_surface(rgb, ring, 2) - true).max() <= 0.6
+
+
+@pytest.mark.parametrize("shape", [(2, 9), (9, 2)])
+def test_fit_surface_on_a_two_pixel_wide_picture(shape):
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    true = np.stack([100 + 12 * y + 5 * x, 50 + 3 * x + 0 * y, 200 - 11 * y + 0 * x], axis=-1).astype(float)
+    field = fit_surface(true.astype(np.uint8), np.ones((h, w), bool), 1)
+    assert np.abs(field - true).max() <= 0.01
+
+
+def test_fit_surface_is_clipped_to_the_colour_range():
+    # Known on the left half only, a ramp to 0 in red and to 255 in green: extrapolated to the right it would
+    # leave 0-255; it stops at the ends of the range.
+    h, w = 8, 40
+    x = np.arange(w)[None, :].repeat(h, 0).astype(float)
+    true = np.stack([100 - 5 * x, 155 + 5 * x, 120 + 0 * x], axis=-1)
+    left = np.zeros((h, w), bool)
+    left[:, :20] = True
+    rgb = np.clip(np.round(true), 0, 255).astype(np.uint8)
+    field = fit_surface(rgb, left, 1)
+    assert np.abs(field[:, :20] - true[:, :20]).max() <= 0.01
+    assert (field[:, 21:, 0] == 0).all() and (field[:, 21:, 1] == 255).all()
+    assert np.abs(field[..., 2] - 120).max() <= 0.01
+
+
+# -- the background's colour field and the busy-border refusal -------------------------------------------------------
+
+
+def test_busy_border_refused_with_its_share_its_colour_and_the_fix():
+    # Every border pixel is far from any smooth shading (a checkerboard of two colours 100 levels either side of
+    # one colour): none of it is near; the middle of the outer ring's colours is that one colour.
+    h, w = 20, 26
+    centre = np.array([120, 130, 140])
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.where(((y + x) % 2 == 0)[..., None], centre + 100, centre - 100).astype(np.uint8)
+    with pytest.raises(ColabkitError) as e:
+        background_field(rgb, 24)
+    assert str(e.value) == (
+        "the picture's border is not one plain or smoothly shaded colour (only 0% of it is near [120, 130, 140]): "
+        "the flood fill needs a plain light background. Generate with 'white background, simple background' "
+        "in the prompt, raise tolerance, or give model_file (a BiRefNet or isnet-anime .onnx).")
+
+
+def test_background_field_follows_a_vignette_behind_a_sprite():
+    # The border alone gives a quadratic guess; the refits over the whole flooded background give the quartic
+    # vignette itself, behind the sprite too.
+    h, w = 48, 64
+    true = _poly(h, w, VIGNETTE)
+    rgb = np.round(true).astype(np.uint8)
+    rgb[14:34, 20:44] = (40, 90, 30)
+    field = background_field(rgb, 24)
+    assert np.abs(field - true).max() <= 1.0
+
+
+def test_background_field_of_exactly_64_background_pixels_is_refitted():
+    # An 8x8 picture, all background (tolerance wide enough for the border's quadratic guess): 64 pixels are enough
+    # for the quartic refit, which is exact; the quadratic guess is several levels off inside.
+    true = _poly(8, 8, VIGNETTE)
+    rgb = np.round(true).astype(np.uint8)
+    ring = np.zeros((8, 8), bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    assert np.abs(fit_surface(rgb, ring, 2) - true).max() > 3  # (what a missing refit would return)
+    assert np.abs(background_field(rgb, 60) - true).max() <= 1.0
+
+
+def test_background_field_of_a_tiny_picture_is_the_borders_guess():
+    rgb = np.full((7, 7, 3), (230, 220, 200), np.uint8)
+    field = background_field(rgb, 24)
+    assert field.shape == (7, 7, 3) and np.abs(field - rgb).max() <= 0.01
