@@ -190,3 +190,136 @@ def test_background_field_of_a_tiny_picture_is_the_borders_guess():
     rgb = np.full((7, 7, 3), (230, 220, 200), np.uint8)
     field = background_field(rgb, 24)
     assert field.shape == (7, 7, 3) and np.abs(field - rgb).max() <= 0.01
+
+
+# -- the edge solver: the picture's border, ties, clipping -----------------------------------------------------------
+
+L = np.array([200.0, 200.0, 200.0])
+
+
+def _solve(rgb, inside, ring, band=1, tolerance=24, field=L):
+    rgb = np.asarray(rgb, np.uint8)
+    f = np.broadcast_to(np.asarray(field, np.float32), rgb.shape).copy()
+    return unmix_edges(rgb, ring, inside, f, band, 48, tolerance)
+
+
+def _expected(p, deep, local=L):
+    """(alpha, colour) the docstring gives a band pixel ``p`` whose farthest inside colour is ``deep``."""
+    p, deep = np.asarray(p, float), np.asarray(deep, float)
+    a = float((p - local) @ (deep - local) / max((deep - local) @ (deep - local), 48.0 ** 2))
+    t = min(max((a - 0.4) / 0.6, 0.0), 1.0)
+    return a, deep * (1 - t) + (local + (p - local) / a) * t
+
+
+def test_edge_pixels_on_the_pictures_border_see_their_neighbours_there():
+    # A band pixel in the middle of each side, its one sprite neighbour along that side (1 px away, within the
+    # search radius band + 1 = 2); nothing else of the sprite within reach, except across the picture (the right
+    # side's neighbour, in reach only if the left pixel's window wrapped around).
+    h, w = 7, 9
+    rgb = np.tile(L, (h, w, 1))
+    inside = np.zeros((h, w), bool)
+    ring = np.zeros((h, w), bool)
+    cases = {  # band pixel: (its sprite neighbour, that neighbour's colour)
+        (0, 4): ((0, 3), (100.0, 60.0, 40.0)), (6, 4): ((6, 5), (40.0, 120.0, 60.0)),
+        (3, 0): ((2, 0), (150.0, 90.0, 110.0)), (3, 8): ((4, 8), (10.0, 10.0, 10.0)),
+    }
+    for (y, x), ((ny, nx), deep) in cases.items():
+        rgb[ny, nx] = deep
+        inside[ny, nx] = True
+        rgb[y, x] = np.round((L + np.array(deep)) / 2)
+        ring[y, x] = True
+    rgb = rgb.astype(np.uint8)
+    ys, xs, alpha, colour, on_line = _solve(rgb, inside, ring)
+    for k, (y, x) in enumerate(zip(ys, xs)):
+        a, c = _expected(rgb[y, x], cases[(y, x)][1])
+        assert alpha[k] == pytest.approx(a, abs=1e-3), (y, x)
+        assert np.abs(colour[k] - c).max() <= 0.6, (y, x, colour[k], c)
+    assert on_line.all() and colour.dtype == np.uint8
+
+
+def test_equally_far_sprite_colours_the_nearest_in_reading_order_wins():
+    # Two sprite colours equally far from the paper; the one met first (up, then left, right, down) is the
+    # reference: the band pixel is a mix of the paper and A, so it is half transparent, not a stray colour.
+    A, B = (100.0, 200.0, 200.0), (200.0, 100.0, 200.0)
+    rgb = np.tile(L, (5, 14, 1))
+    inside = np.zeros((5, 14), bool)
+    for (y, x), c in {(1, 3): A, (3, 3): B, (2, 2): B, (2, 4): B, (2, 9): A, (2, 11): B}.items():
+        rgb[y, x] = c
+        inside[y, x] = True
+    ring = np.zeros((5, 14), bool)
+    ring[2, 3] = ring[2, 10] = True
+    rgb[2, 3] = rgb[2, 10] = (150, 200, 200)
+    _, _, alpha, colour, _ = _solve(rgb, inside, ring)
+    assert alpha.tolist() == [0.5, 0.5]
+    assert colour.tolist() == [[100, 200, 200], [100, 200, 200]]
+
+
+def test_the_search_reaches_band_plus_one_pixels_and_no_farther():
+    rgb = np.tile(L, (1, 12, 1))
+    inside = np.zeros((1, 12), bool)
+    rgb[0, 3] = (150, 150, 150)
+    rgb[0, 4] = (100, 100, 100)  # 1 px away: the reference
+    rgb[0, 6] = (0, 0, 0)  # 3 px away: out of reach for band 1
+    inside[0, 4:] = True
+    rgb[0, 5] = rgb[0, 7:] = (100, 100, 100)
+    ring = np.zeros((1, 12), bool)
+    ring[0, 3] = True
+    _, _, alpha, colour, _ = _solve(rgb, inside, ring, band=1)
+    assert alpha.tolist() == [0.5] and colour.tolist() == [[100, 100, 100]]
+    _, _, alpha, _, _ = _solve(rgb, inside, ring, band=2)
+    assert alpha[0] == pytest.approx(0.25)
+
+
+def test_a_light_sprites_own_edge_pixel_takes_the_lightest_colour_near_it():
+    # On a grey paper a white sprite: its edge pixel (inside it, 30 levels lighter) is half of the way to the
+    # sprite's lightest colour 1 px further in.
+    grey = np.array([100.0, 100.0, 100.0])
+    rgb = np.tile(grey, (1, 8, 1))
+    rgb[0, 3] = (130, 130, 130)
+    rgb[0, 4:] = (160, 160, 160)
+    inside = np.zeros((1, 8), bool)
+    inside[0, 3:] = True
+    ring = np.zeros((1, 8), bool)
+    ring[0, 3] = True
+    _, _, alpha, colour, _ = _solve(rgb, inside, ring, field=grey)
+    assert alpha.tolist() == [0.5] and colour.tolist() == [[160, 160, 160]]
+
+
+@pytest.mark.parametrize("paper, deep, pixel, alpha, red", [
+    ((200, 200, 200), (100, 100, 100), (210, 210, 210), 0.0, 100),  # lighter than the paper: transparent
+    ((250, 250, 250), (0, 0, 0), (115, 125, 125), None, 0),  # solved below 0 in red: 0, not wrapped round
+    ((5, 5, 5), (255, 255, 255), (140, 130, 130), None, 255),  # solved above 255 in red: 255
+])
+def test_alpha_and_colour_stay_in_range(paper, deep, pixel, alpha, red):
+    rgb = np.array([[paper, pixel, deep, deep]], np.uint8)
+    inside = np.array([[False, False, True, True]])
+    ring = np.array([[False, True, False, False]])
+    _, _, a, colour, on_line = _solve(rgb, inside, ring, field=np.array(paper, float))
+    if alpha is not None:
+        assert a.tolist() == [alpha]
+    else:
+        assert 0.5 < a[0] < 0.52
+    assert colour[0, 0] == red and on_line.tolist() == [True]
+
+
+def test_off_the_line_past_halfway_is_opaque_and_the_line_width_follows_tolerance():
+    # Exactly halfway from the paper (200) to the sprite (100), 9 levels off that line in red and blue: past
+    # max(tolerance / 2, 8) with tolerance 10, so a mix of two sprite colours (opaque); within it at tolerance 24.
+    rgb = np.array([[(200, 200, 200), (159, 150, 141), (100, 100, 100), (100, 100, 100)]], np.uint8)
+    inside = np.array([[False, False, True, True]])
+    ring = np.array([[False, True, False, False]])
+    _, _, a, colour, on_line = _solve(rgb, inside, ring, tolerance=10)
+    assert a.tolist() == [1.0] and on_line.tolist() == [False] and colour.tolist() == [[159, 150, 141]]
+    _, _, a, _, on_line = _solve(rgb, inside, ring, tolerance=24)
+    assert a.tolist() == [0.5] and on_line.tolist() == [True]
+
+
+def test_from_85_percent_of_the_way_to_the_sprite_an_edge_pixel_is_opaque():
+    rgb = np.array([[(200, 200, 200), (115, 115, 115), (100, 100, 100), (100, 100, 100)]], np.uint8)
+    inside = np.array([[False, False, True, True]])
+    ring = np.array([[False, True, False, False]])
+    _, _, a, colour, _ = _solve(rgb, inside, ring)
+    assert a.tolist() == [1.0] and colour.tolist() == [[115, 115, 115]]
+    rgb[0, 1] = (116, 116, 116)
+    _, _, a, _, _ = _solve(rgb, inside, ring)
+    assert a[0] == pytest.approx(0.84, abs=1e-6)
