@@ -323,3 +323,127 @@ def test_from_85_percent_of_the_way_to_the_sprite_an_edge_pixel_is_opaque():
     rgb[0, 1] = (116, 116, 116)
     _, _, a, _, _ = _solve(rgb, inside, ring)
     assert a[0] == pytest.approx(0.84, abs=1e-6)
+
+
+# -- key_sheet: shadows, holes, closed gaps --------------------------------------------------------------------------
+
+
+def _gradient(h, w):
+    """A background shaded in x and y with whole levels (so its fitted surface is exact)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([150 + x, 200 - y, 140 + x - y], -1).astype(float)
+
+
+SPRITE, SHADOW = (slice(8, 20), slice(8, 22)), (slice(28, 40), slice(36, 58))
+DARK, LIGHT, FAINT, TINTED, AT_TOLERANCE = ((slice(4, 10), slice(30, 38)), (slice(4, 10), slice(44, 52)),
+                                            (slice(14, 20), slice(30, 36)), (slice(14, 20), slice(44, 52)),
+                                            (slice(28, 34), slice(8, 14)))
+
+
+def _shadow_scene():
+    """On a shaded background, each patch alone (at least 4 px from the others): a sprite, a drop shadow (the
+    background at 60%), a darkening past MAX_SHADOW (20%), a lightening (115%), a faint uneven darkening, a
+    darkening tinted blue, and a patch exactly ``tolerance`` (24) off the background in red."""
+    bg = _gradient(48, 64)
+    rgb = bg.copy()
+    rgb[SPRITE] = (30, 40, 120)
+    rgb[SHADOW] = np.round(bg[SHADOW] * 0.6)
+    rgb[DARK] = np.round(bg[DARK] * 0.2)
+    rgb[LIGHT] = np.round(bg[LIGHT] * 1.15)
+    rgb[FAINT] = bg[FAINT] - (30, 20, 20)
+    rgb[TINTED] = np.round(bg[TINTED] * 0.6) + (0, 0, 40)
+    rgb[AT_TOLERANCE] = bg[AT_TOLERANCE] + (24, 0, 0)
+    return bg, rgb.astype(np.uint8)
+
+
+@pytest.mark.parametrize("shadows", ["keep", "soft", "remove"])
+def test_drop_shadows_kept_soft_or_removed(shadows):
+    bg, rgb = _shadow_scene()
+    keyed = key_sheet(rgb, shadows=shadows)
+    assert keyed.background.dtype == np.float32 and np.abs(keyed.background - bg).max() <= 0.01
+    out = keyed.rgba
+    assert out.dtype == np.uint8 and out.shape == (48, 64, 4)
+    alpha = out[..., 3]
+    patches = np.zeros((48, 64), bool)
+    for s in (SPRITE, SHADOW, DARK, LIGHT, FAINT, TINTED, AT_TOLERANCE):
+        patches[s] = True
+    assert (alpha[~patches] == 0).all() and (alpha[AT_TOLERANCE] == 0).all()
+    for s in (SPRITE, DARK, LIGHT, TINTED):  # the sprite's own: opaque, colours exact
+        assert (alpha[s] == 255).all() and np.array_equal(out[s][..., :3], rgb[s])
+    f = rgb[SHADOW].astype(float)
+    if shadows == "keep":
+        assert (alpha[SHADOW] == 255).all() and np.array_equal(out[SHADOW][..., :3], rgb[SHADOW])
+        assert (alpha[FAINT] > 150).all()  # a pale sprite of its own
+    elif shadows == "soft":
+        # black, as opaque as it is darker than the background, less the darkening the tolerance allows
+        ratio = (f / bg[SHADOW]).mean(axis=-1)
+        floor = 24 / bg[SHADOW].mean(axis=-1)
+        expected = np.clip((1 - ratio - floor) / (1 - floor), 0, 1) * 255
+        assert np.abs(alpha[SHADOW] - expected).max() <= 0.51
+        assert 70 <= alpha[SHADOW].min() and alpha[SHADOW].max() <= 85
+        assert (out[SHADOW][..., :3] == 0).all()
+        assert (alpha[FAINT] == 0).all()  # darker in one channel than the tolerance, but less on average
+    else:
+        assert (alpha[SHADOW] == 0).all() and (alpha[FAINT] == 0).all()
+        assert np.array_equal(out[SHADOW][..., :3], rgb[SHADOW])
+
+
+def test_key_background_is_key_sheets_picture_with_the_same_defaults():
+    _bg, rgb = _shadow_scene()
+    assert np.array_equal(key_background(rgb), key_sheet(rgb, 24, 48, "soft", 0, "keep").rgba)
+    assert not np.array_equal(key_background(rgb), key_sheet(rgb, shadows="keep").rgba)
+
+
+def test_rgba_or_float_input_is_keyed_as_its_rgb():
+    _bg, rgb = _shadow_scene()
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]).astype(np.float64)
+    out = key_sheet(rgba).rgba
+    assert out.dtype == np.uint8 and np.array_equal(out, key_sheet(rgb).rgba)
+
+
+PAPER, INK = (240, 236, 228), (40, 30, 50)
+
+
+def _holes_scene():
+    """Four framed shapes on paper: a 16 px hole (the least a 96 px picture counts), a 9 px one (too small), an
+    enclosed shadow-grey part (not paper: not a hole) and two 16 px holes touching at a corner (two holes)."""
+    rgb = np.zeros((40, 96, 3))
+    rgb[:] = PAPER
+    for t, l, b, r in ((4, 4, 20, 20), (4, 24, 15, 35), (4, 40, 17, 53), (4, 56, 20, 72)):
+        rgb[t:b, l:r] = INK
+    rgb[8:12, 8:12] = PAPER
+    rgb[8:11, 28:31] = PAPER
+    rgb[8:13, 44:49] = np.round(np.array(PAPER) * 0.7)
+    rgb[8:12, 60:64] = PAPER
+    rgb[12:16, 64:68] = PAPER
+    return rgb.astype(np.uint8)
+
+
+@pytest.mark.parametrize("holes, cleared", [("keep", []), ("clear", [1, 2, 3]), ("2", [2]), ("1, 3", [1, 3])])
+def test_enclosed_paper_is_numbered_and_kept_or_cleared(holes, cleared):
+    rgb = _holes_scene()
+    keyed = key_sheet(rgb, holes=holes)
+    assert keyed.holes == [(8, 8, 12, 12), (60, 8, 64, 12), (64, 12, 68, 16)]
+    assert keyed.cleared == cleared
+    alpha = keyed.rgba[..., 3]
+    # a pixel of each hole (the third's farthest from the second, whose band reaches into it when cleared)
+    assert [int(alpha[9, 9]), int(alpha[9, 61]), int(alpha[15, 67])] == [0 if k in cleared else 255 for k in (1, 2, 3)]
+    assert (alpha[8:11, 28:31] == 255).all() and (alpha[8:13, 44:49] == 255).all()  # not holes: the sprite's
+    assert (alpha[22:] == 0).all() and (alpha[:, 74:] == 0).all()  # the paper around
+
+
+def test_key_background_passes_holes_on():
+    rgb = _holes_scene()
+    assert np.array_equal(key_background(rgb, holes="clear"), key_sheet(rgb, holes="clear").rgba)
+
+
+def test_the_least_hole_grows_with_the_pictures_area():
+    # 1536 px long: scale 1.5, the least hole 64 * 1.5^2 = 144 px. A 12x12 region of paper is a hole; 10x10 is not.
+    rgb = np.zeros((32, 1536, 3))
+    rgb[:] = PAPER
+    rgb[4:28, 100:124] = INK
+    rgb[10:22, 106:118] = PAPER
+    rgb[4:28, 300:324] = INK
+    rgb[11:21, 307:317] = PAPER
+    keyed = key_sheet(rgb.astype(np.uint8))
+    assert keyed.holes == [(106, 10, 118, 22)]
