@@ -447,3 +447,37 @@ def test_the_least_hole_grows_with_the_pictures_area():
     rgb[11:21, 307:317] = PAPER
     keyed = key_sheet(rgb.astype(np.uint8))
     assert keyed.holes == [(106, 10, 118, 22)]
+
+
+def _gaps_scene(gap, top=6):
+    """A box (2 px walls, 16 px of paper inside) whose left wall has an opening ``gap`` px tall, rows
+    ``top``..``top + 20``; a block with a slot 2 px wide and 10 deep open at its top; a bar with a 2x12 slit."""
+    rgb = np.zeros((40, 64, 3))
+    rgb[:] = PAPER
+    rgb[top:top + 20, 6:26] = INK
+    rgb[top + 2:top + 18, 8:24] = PAPER
+    rgb[top + 8:top + 8 + gap, 6:8] = PAPER
+    rgb[6:26, 36:52] = INK
+    rgb[6:16, 43:45] = PAPER
+    rgb[30:36, 36:52] = INK
+    rgb[32:34, 38:50] = PAPER
+    return rgb.astype(np.uint8)
+
+
+@pytest.mark.parametrize("gap, close_gaps, closed", [
+    (3, 0, False), (3, 2, False), (3, 3, True), (1, 0, False), (1, 0.5, True), (1, 1, True)])
+@pytest.mark.parametrize("top", [6, 12])  # the box's inside found before the slot, or after it
+def test_close_gaps_stops_the_fill_at_narrow_openings(gap, close_gaps, closed, top):
+    keyed = key_sheet(_gaps_scene(gap, top), close_gaps=close_gaps)
+    alpha = keyed.rgba[..., 3]
+    slit = (38, 32, 50, 34)
+    inside = alpha[top + 4:top + 16, 12:22]  # the box's inside, beyond the band of the opening
+    if closed:  # a hole (kept), its box from the opening's paper in the wall to the inner walls
+        assert keyed.holes == [(7, top + 2, 24, top + 18), slit] and (inside == 255).all()
+    else:
+        assert keyed.holes == [slit] and (inside == 0).all() and (alpha[top + 2:top + 18, 8:24] == 0).all()
+    assert (alpha[6:16, 43:45] == 0).all()  # the slot: a passage narrower than the closing is background
+    assert (alpha[32:34, 38:50] == 255).all()  # the slit: enclosed paper, kept
+    walls = np.zeros((40, 64), bool)
+    walls[top:top + 20, 6:26] = walls[6:26, 36:52] = walls[30:36, 36:52] = True
+    assert (alpha[~walls] == 0).all()  # the paper around the shapes (right up to their walls) is transparent
