@@ -481,3 +481,27 @@ def test_close_gaps_stops_the_fill_at_narrow_openings(gap, close_gaps, closed, t
     walls = np.zeros((40, 64), bool)
     walls[top:top + 20, 6:26] = walls[6:26, 36:52] = walls[30:36, 36:52] = True
     assert (alpha[~walls] == 0).all()  # the paper around the shapes (right up to their walls) is transparent
+
+
+STEP = np.array([-80.0, 0.0, 0.0])  # from the paper towards a sprite's colours (red-free: no shadow), one shade a step
+
+
+def _shaded_edge(w, left):
+    """Paper with a sprite from column ``left``: half a step (its anti-aliased edge), then 1, 1, 2, 2.5, 3... steps."""
+    rgb = np.zeros((32, w, 3))
+    rgb[:] = PAPER
+    for k, shade in enumerate([0.5, 1, 1, 2, 2.5] + [3] * 60):
+        rgb[8:24, left + k] = np.array(PAPER) + shade * STEP
+    return rgb.astype(np.uint8)
+
+
+@pytest.mark.parametrize("band, steps", [(None, 2), (1, 1), (3, 2.5)])  # band (default 2 at this size): reach band + 1
+def test_the_edges_alpha_is_measured_towards_the_deepest_colour_within_band_plus_one(band, steps):
+    keyed = key_sheet(_shaded_edge(96, 20), band=band)
+    assert keyed.rgba[16, 20, 3] == round(0.5 / steps * 255)
+
+
+def test_the_default_band_grows_with_the_picture():
+    # 1536 px long: band 3 (2 px at 1024), so the edge pixel sees 4 px in: the 2.5-step shade, not the 3-step one
+    keyed = key_sheet(_shaded_edge(1536, 600))
+    assert keyed.rgba[16, 600, 3] == round(0.5 / 2.5 * 255)
