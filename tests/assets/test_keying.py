@@ -505,3 +505,20 @@ def test_the_default_band_grows_with_the_picture():
     # 1536 px long: band 3 (2 px at 1024), so the edge pixel sees 4 px in: the 2.5-step shade, not the 3-step one
     keyed = key_sheet(_shaded_edge(1536, 600))
     assert keyed.rgba[16, 600, 3] == round(0.5 / 2.5 * 255)
+
+
+def test_a_shadow_beside_a_sprite_stays_a_shadow_and_a_dark_edge_stays_an_edge():
+    # A red block with its drop shadow (the paper at 60%) against its right side; a neutral dark block whose left
+    # edge is anti-aliased (half paper, half ink: it looks like a shadow, but lies on the line paper -> ink).
+    paper = np.array([220.0, 220.0, 220.0])
+    rgb = np.tile(paper, (32, 64, 1))
+    rgb[8:24, 8:20] = (200, 30, 30)
+    rgb[8:24, 20:30] = paper * 0.6
+    rgb[8:24, 40:56] = (40, 40, 40)
+    rgb[8:24, 40] = (paper + 40) / 2
+    out = key_sheet(rgb.astype(np.uint8), shadows="soft").rgba
+    floor = 24 / 220
+    shadow = round((1 - 0.6 - floor) / (1 - floor) * 255)
+    assert out[16, 20:30, 3].tolist() == [shadow] * 10 and (out[16, 20:30, :3] == 0).all()
+    assert out[16, 40, 3] == 128 and out[16, 40, :3].tolist() == [40, 40, 40]
+    assert (out[8:24, 41:56, 3] == 255).all() and (out[8:24, 8:20, 3] == 255).all()
