@@ -50,16 +50,16 @@ def test_border_pixels_are_the_outer_ring_each_pixel_once():
 
 
 def test_outside_of_keeps_what_touches_each_side_4_connected():
+    # each piece touches its side only in the outermost row or column (a piece one pixel in counts too)
     m = np.zeros((9, 9), bool)
-    m[0, 4] = m[1, 4] = True  # touches the top
-    m[8, 2] = m[7, 2] = True  # the bottom
-    m[4, 0] = m[4, 1] = True  # the left
-    m[5, 8] = m[5, 7] = True  # the right
+    m[0, 3] = m[0, 4] = True  # along the top
+    m[8, 2] = m[8, 3] = True  # the bottom
+    m[3, 0] = m[4, 0] = True  # the left
+    m[5, 8] = m[6, 8] = True  # the right
     m[4, 4] = True  # enclosed
-    m[2, 5] = True  # diagonal to the top's piece only: not 4-connected to it
-    expected = np.zeros_like(m)
-    expected[0, 4] = expected[1, 4] = expected[8, 2] = expected[7, 2] = True
-    expected[4, 0] = expected[4, 1] = expected[5, 8] = expected[5, 7] = True
+    m[1, 5] = True  # diagonal to the top's piece only: not 4-connected to it
+    expected = m.copy()
+    expected[4, 4] = expected[1, 5] = False
     assert np.array_equal(outside_of(m), expected)
 
 
