@@ -392,6 +392,20 @@ def test_key_background_is_key_sheets_picture_with_the_same_defaults():
     _bg, rgb = _shadow_scene()
     assert np.array_equal(key_background(rgb), key_sheet(rgb, 24, 48, "soft", 0, "keep").rgba)
     assert not np.array_equal(key_background(rgb), key_sheet(rgb, shadows="keep").rgba)
+    gap = _gaps_scene(1)  # by default no gap is closed: the box with a 1 px opening is filled through it
+    assert (key_background(gap)[8:24, 8:24, 3] == 0).all() and key_sheet(gap).holes == [(38, 32, 50, 34)]
+
+
+@pytest.mark.parametrize("softness, edge", [(None, 30 * 40 / 48 ** 2), (40, 0.75)])
+def test_a_pale_sprites_edge_is_measured_on_the_softness_span(softness, edge):
+    # A pale yellow block 40 levels from the paper (less than softness 48, the default): its anti-aliased edge
+    # (30 levels) is measured on the softness span; at softness 40 on the block's own span. The block's own
+    # pixels stay opaque (at 48, 69% of the span but off that line by more than 12 levels: the sprite's colour).
+    rgb = np.full((32, 48, 3), 220, np.uint8)
+    rgb[8:24, 16:32] = (220, 220, 180)
+    rgb[8:24, 16] = (220, 220, 190)
+    keyed = key_sheet(rgb) if softness is None else key_sheet(rgb, softness=softness)
+    assert keyed.rgba[16, 16, 3] == round(edge * 255) and (keyed.rgba[8:24, 17:32, 3] == 255).all()
 
 
 def test_rgba_or_float_input_is_keyed_as_its_rgb():
@@ -516,7 +530,7 @@ def test_a_shadow_beside_a_sprite_stays_a_shadow_and_a_dark_edge_stays_an_edge()
     rgb[8:24, 20:30] = paper * 0.6
     rgb[8:24, 40:56] = (40, 40, 40)
     rgb[8:24, 40] = (paper + 40) / 2
-    out = key_sheet(rgb.astype(np.uint8), shadows="soft").rgba
+    out = key_sheet(rgb.astype(np.uint8)).rgba  # shadows="soft" by default
     floor = 24 / 220
     shadow = round((1 - 0.6 - floor) / (1 - floor) * 255)
     assert out[16, 20:30, 3].tolist() == [shadow] * 10 and (out[16, 20:30, :3] == 0).all()
