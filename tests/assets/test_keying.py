@@ -406,6 +406,8 @@ def test_a_pale_sprites_edge_is_measured_on_the_softness_span(softness, edge):
     rgb[8:24, 16] = (220, 220, 190)
     keyed = key_sheet(rgb) if softness is None else key_sheet(rgb, softness=softness)
     assert keyed.rgba[16, 16, 3] == round(edge * 255) and (keyed.rgba[8:24, 17:32, 3] == 255).all()
+    if softness is None:
+        assert np.array_equal(key_background(rgb), keyed.rgba)
 
 
 def test_rgba_or_float_input_is_keyed_as_its_rgb():
