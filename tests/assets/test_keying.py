@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from colabkit.assets.cutout import (
-    _offsets, background_field, border_pixels, fit_surface, key_background, key_sheet, outside_of, parse_holes,
-    scale_of, unmix_edges,
+    _offsets,
+    background_field,
+    border_pixels,
+    fit_surface,
+    key_background,
+    key_sheet,
+    outside_of,
+    parse_holes,
+    scale_of,
+    unmix_edges,
 )
 from colabkit.errors import ColabkitError
 
