@@ -401,7 +401,7 @@ def test_key_background_is_key_sheets_picture_with_the_same_defaults():
     assert np.array_equal(key_background(rgb), key_sheet(rgb, 24, 48, "soft", 0, "keep").rgba)
     assert not np.array_equal(key_background(rgb), key_sheet(rgb, shadows="keep").rgba)
     gap = _gaps_scene(1)  # by default no gap is closed: the box with a 1 px opening is filled through it
-    assert (key_background(gap)[8:24, 8:24, 3] == 0).all() and key_sheet(gap).holes == [(38, 31, 50, 33)]
+    assert (key_background(gap)[8:24, 8:24, 3] == 0).all() and key_sheet(gap).holes == [SLIT]
 
 
 @pytest.mark.parametrize("softness, edge", [(None, 30 * 40 / 48 ** 2), (40, 0.75)])
@@ -480,38 +480,42 @@ def test_the_least_hole_grows_with_the_pictures_area():
 
 def _gaps_scene(gap, top=6):
     """A box (2 px walls, 16 px of paper inside) whose left wall has an opening ``gap`` px tall, rows
-    ``top``..``top + 20``; a block with a slot 2 px wide and 10 deep open at its top; a bar with a 2x12 slit
-    under a 1 px wall."""
-    rgb = np.zeros((40, 64, 3))
+    ``top``..``top + 20``; a block with a slot 2 px wide and 10 deep open at its top (rows ``18 - top``..); a bar
+    with a 2x12 slit under a 1 px wall."""
+    rgb = np.zeros((40, 80, 3))
     rgb[:] = PAPER
     rgb[top:top + 20, 6:26] = INK
     rgb[top + 2:top + 18, 8:24] = PAPER
     rgb[top + 8:top + 8 + gap, 6:8] = PAPER
-    rgb[6:26, 36:52] = INK
-    rgb[6:16, 43:45] = PAPER
-    rgb[30:36, 36:52] = INK
-    rgb[31:33, 38:50] = PAPER  # behind a 1 px wall
+    b = 18 - top
+    rgb[b:b + 20, 36:52] = INK
+    rgb[b:b + 10, 43:45] = PAPER
+    rgb[30:36, 56:72] = INK
+    rgb[31:33, 58:70] = PAPER  # behind a 1 px wall
     return rgb.astype(np.uint8)
+
+
+SLIT = (58, 31, 70, 33)
 
 
 @pytest.mark.parametrize("gap, close_gaps, closed", [
     (3, 0, False), (3, 2, False), (3, 3, True), (1, 0, False), (1, 0.5, True), (1, 1, True)])
-@pytest.mark.parametrize("top", [4, 12])  # the box's inside found before the slot, or after it
+@pytest.mark.parametrize("top", [4, 12])  # the box above the slot, or below it
 def test_close_gaps_stops_the_fill_at_narrow_openings(gap, close_gaps, closed, top):
     keyed = key_sheet(_gaps_scene(gap, top), close_gaps=close_gaps)
     alpha = keyed.rgba[..., 3]
-    slit = (38, 31, 50, 33)
     inside = alpha[top + 4:top + 16, 12:22]  # the box's inside, beyond the band of the opening
     if closed:  # a hole (kept), its box from the opening's paper in the wall to the inner walls
-        assert keyed.holes == [(7, top + 2, 24, top + 18), slit] and (inside == 255).all()
+        assert keyed.holes == [(7, top + 2, 24, top + 18), SLIT] and (inside == 255).all()
     else:
-        assert keyed.holes == [slit] and (inside == 0).all() and (alpha[top + 2:top + 18, 8:24] == 0).all()
-    assert (alpha[6:16, 43:45] == 0).all()  # the slot: a passage narrower than the closing is background
+        assert keyed.holes == [SLIT] and (inside == 0).all() and (alpha[top + 2:top + 18, 8:24] == 0).all()
+    b = 18 - top
+    assert (alpha[b:b + 10, 43:45] == 0).all()  # the slot: a passage narrower than the closing is background
     # the slit: enclosed paper behind a 1 px wall, kept (its first row, within the band of the outside, is
     # measured as the wall's anti-aliasing: paper there is transparent)
-    assert (alpha[32, 38:50] == 255).all()
-    walls = np.zeros((40, 64), bool)
-    walls[top:top + 20, 6:26] = walls[6:26, 36:52] = walls[30:36, 36:52] = True
+    assert (alpha[32, 58:70] == 255).all()
+    walls = np.zeros((40, 80), bool)
+    walls[top:top + 20, 6:26] = walls[b:b + 20, 36:52] = walls[30:36, 56:72] = True
     assert (alpha[~walls] == 0).all()  # the paper around the shapes (right up to their walls) is transparent
 
 
