@@ -112,18 +112,6 @@ def background_field(rgb: np.ndarray, tolerance: int) -> np.ndarray:
     return field
 
 
-def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
-    """The largest value within ``radius`` pixels (a square window), per pixel."""
-    out = a
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius, radius)
-        p = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        out = np.max([np.take(p, np.arange(k, k + n), axis=axis) for k in range(2 * radius + 1)], axis=0)
-    return out
-
-
 def _offsets(radius: int) -> list[tuple[int, int]]:
     """Window offsets, nearest first."""
     offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
