@@ -1,0 +1,187 @@
+"""The folder step of the cut-out (cutout.py's cut_sheet, _folders, _read, _unique, write_atlas, cut_out_images,
+_pixel_art, _safe_name) on tiny pictures: every message in full, every file name, the settings passed on.
+
+Small pictures (32-64 px) keep this file fast: its tests fail in well under a second when the step breaks, so a
+mutation run settles each change instead of timing out.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colabkit.assets.config import CutoutConfig
+from colabkit.assets.cutout import _folders, _read, _safe_name, _unique, cut_out_images, cut_sheet, write_atlas
+from colabkit.assets.sprites import bleed
+from colabkit.errors import ColabkitError
+from colabkit.project import Project
+
+BUSY = ("the picture's border is not one plain or smoothly shaded colour (only {share} of it is near {colour}): the "
+        "flood fill needs a plain light background. Generate with 'white background, simple background' in the "
+        "prompt, raise tolerance, or give model_file (a BiRefNet or isnet-anime .onnx).")
+COVERS = ("sprite {number} covers {share} of the picture: the background was probably not all found. Raise "
+          "tolerance, set close_gaps, or give model_file.")
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """What the step shows the person: ('table'|'text'|'image', ...) in order."""
+    from colabkit import display
+
+    seen = []
+    monkeypatch.setattr(display, "show_table", lambda rows, title=None: seen.append(("table", rows, title)))
+    monkeypatch.setattr(display, "show_text", lambda text, kind="info": seen.append(("text", text, kind)))
+    monkeypatch.setattr(display, "show_image", lambda path, title=None, width=None: seen.append(
+        ("image", path, title, width)))
+    return seen
+
+
+def boxes(sheet):
+    return [s.box for s in sheet.sprites]
+
+
+# -- where the step reads and writes ----------------------------------------------------------------------------
+
+def test_folders_and_their_messages(tmp_path, drive):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ColabkitError) as e:
+        _folders(CutoutConfig(input_folder=str(missing)))
+    assert str(e.value) == f"No folder of pictures at {missing}. Check the path (in Colab: /content/drive/MyDrive/...)."
+    project = Project.at("hero").create()
+    generated = project.output / "generated"
+    assert not generated.exists()
+    with pytest.raises(ColabkitError) as e:
+        _folders(CutoutConfig(project_name="hero"))
+    assert str(e.value) == (f"No folder of pictures at {generated}. Generate pictures first (the generate step), or "
+                            "give input_folder.")
+    generated.mkdir()
+    assert _folders(CutoutConfig(project_name="hero")) == (generated, project.output / "assets")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert _folders(CutoutConfig(project_name="hero", input_folder=str(elsewhere))) == (
+        elsewhere, project.output / "assets")
+    assert _folders(CutoutConfig(input_folder=str(elsewhere))) == (elsewhere, elsewhere / "assets")
+    assert _folders(CutoutConfig(input_folder=str(elsewhere), output_folder=str(tmp_path / "o"))) == (
+        elsewhere, tmp_path / "o")
+
+
+def test_a_folder_without_pictures_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("no picture")
+    (tmp_path / ".hidden.png").write_bytes(b"a dot file: never read")
+    (tmp_path / "folder.png").mkdir()  # a folder, whatever its name
+    with pytest.raises(ColabkitError) as e:
+        cut_out_images(CutoutConfig(input_folder=str(tmp_path)))
+    assert str(e.value) == f"No pictures (.png, .jpg, .webp...) directly in {tmp_path}."
+
+
+def test_safe_name_and_unique():
+    assert _safe_name("Xmas sprites!") == "Xmas_sprites"
+    assert _safe_name("__my set__") == "my_set"
+    assert _safe_name("!!!") == "atlas"
+    used = {"hero", "hero-jpg"}
+    assert [_unique(n, used) for n in ("hero", "Hero", "HERO", "potion")] == ["hero_2", "Hero_3", "HERO_4", "potion"]
+    assert used == {"hero", "hero-jpg", "hero_2", "hero_3", "hero_4", "potion"}
+
+
+def test_read_reports_own_transparency_only_when_a_pixel_uses_it(tmp_path):
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")  # an alpha channel, all opaque: not cut yet
+    rgba[0, 0, 3] = 254
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "plain.png")
+    p = Image.new("P", (8, 8), 1)
+    p.putpalette([0, 0, 0, 255, 255, 255])
+    p.putpixel((0, 0), 0)
+    p.save(tmp_path / "keyed.png", transparency=0)  # a palette picture with a transparent index
+    for name, transparent in (("opaque.png", False), ("cut.png", True), ("plain.png", False), ("keyed.png", True)):
+        arr, has = _read(tmp_path / name)
+        assert has is transparent and arr.dtype == np.uint8 and arr.shape == (8, 8, 4), name
+
+
+# -- one picture: cut_sheet passes every setting on, scaled ------------------------------------------------------
+
+def test_cut_sheet_notes_a_sprite_that_covers_most_of_the_picture():
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[2:8, 2:8] = 255  # sprite 1 (reading order), small
+    rgba[16:60, 10:60] = 255  # sprite 2: 50 x 44 px = 54% of the picture
+    sheet = cut_sheet(rgba, CutoutConfig(input_folder="x"), already_cut=True)
+    assert boxes(sheet) == [(2, 2, 8, 8), (10, 16, 60, 60)]
+    assert sheet.notes == [COVERS.format(number=2, share="54%")]
+
+
+def test_cut_sheet_note_threshold_is_40_percent_of_the_box_area():
+    # 100 x 50 px: 40% is 2000 px. Sprite 1 is exactly 2000 px (no note); sprite 2 (30 x 30 at top 20) is small
+    rgba = np.zeros((50, 100, 4), np.uint8)
+    rgba[0:50, 10:50] = 255
+    rgba[20:50, 60:90] = 255
+    sheet = cut_sheet(rgba, CutoutConfig(input_folder="x"), already_cut=True)
+    assert boxes(sheet) == [(10, 0, 50, 50), (60, 20, 90, 50)] and sheet.notes == []
+
+
+def test_cut_sheet_scales_gap_min_area_and_margin_and_keeps_faint_sprites():
+    # 128 px: sizes at 1024 are divided by 8. gap 160 -> 20 px, min_area 1024 -> 16 px, margin 32 -> 4 px
+    rgba = np.zeros((128, 128, 4), np.uint8)
+    rgba[10:20, 10:20] = 255
+    rgba[10:20, 32:42] = 255  # 12 px from the first: one sprite with a 20 px gap
+    rgba[100:103, 100:103] = 255  # 9 px: a speck under 16
+    rgba[60:65, 100:105] = 255  # 25 px: kept
+    rgba[100:110, 10:20, 3] = 1  # as faint as can be, still drawn: a sprite (threshold 1)
+    cfg = CutoutConfig(input_folder="x", gap=160, min_area=1024, margin=32)
+    sheet = cut_sheet(rgba, cfg, already_cut=True)
+    assert boxes(sheet) == [(10, 10, 42, 20), (100, 60, 105, 65), (10, 100, 20, 110)]
+    assert [s.origin for s in sheet.sprites] == [(6, 6), (96, 56), (6, 96)]
+    assert [s.image.shape for s in sheet.sprites] == [(18, 40, 4), (13, 13, 4), (18, 18, 4)]
+    assert sheet.rgba.dtype == np.uint8 and np.array_equal(sheet.rgba, rgba)
+
+
+def test_cut_sheet_passes_shadows_holes_and_scaled_close_gaps_to_the_keying():
+    im = np.full((64, 64, 3), 255, np.uint8)
+    im[10:30, 10:30] = (200, 30, 30)
+    im[30:40, 14:40] = (170, 170, 170)  # a drop shadow: made soft, black with the alpha of its darkness
+    sheet = cut_sheet(im, CutoutConfig(input_folder="x"))
+    assert sheet.rgba[35, 30].tolist() == [0, 0, 0, 67]
+    assert cut_sheet(im, CutoutConfig(input_folder="x", shadows="keep")).rgba[35, 30].tolist() == [170, 170, 170, 255]
+    # a box with a white hole: kept (an enclosed region) unless holes says clear
+    ring = np.full((64, 64, 3), 255, np.uint8)
+    ring[10:50, 10:50] = (0, 0, 200)
+    ring[20:40, 20:40] = 255
+    kept = cut_sheet(ring, CutoutConfig(input_folder="x"))
+    assert kept.rgba[30, 30, 3] == 255 and kept.holes == [(20, 20, 40, 40)] and kept.cleared == []
+    clear = cut_sheet(ring, CutoutConfig(input_folder="x", holes="clear"))
+    assert clear.rgba[30, 30, 3] == 0 and clear.cleared == [1]
+    # 128 px: close_gaps 16 at 1024 is 2 px: a 6 px channel into the hole still lets the fill in
+    big = np.full((128, 128, 3), 255, np.uint8)
+    big[20:100, 20:100] = (0, 0, 200)
+    big[50:70, 50:70] = 255
+    big[0:55, 57:63] = 255
+    opened = cut_sheet(big, CutoutConfig(input_folder="x", close_gaps=16))
+    assert opened.rgba[60, 60, 3] == 0 and opened.holes == []
+
+
+def test_cut_sheet_with_a_model_passes_its_file_and_keeps_sprites_at_alpha_threshold():
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    # isnet-like (std 1, map stretched to [0, 1]): alpha = the picture's grey level, exactly, at the model's 32 px
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["output"], axes=[1], keepdims=1)], "grey",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 32, 32])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "isnet-grey.onnx"
+        onnx.save(model, str(path))
+        im = np.zeros((32, 32, 3), np.uint8)
+        im[2:4, 2:4] = 255
+        im[20:26, 20:26] = 1  # alpha 1: a sprite with alpha_threshold 1
+        sheet = cut_sheet(im, CutoutConfig(input_folder="x", model_file=str(path), alpha_threshold=1))
+        assert np.array_equal(sheet.rgba[..., 3], im[..., 0])
+        assert boxes(sheet) == [(2, 2, 4, 4), (20, 20, 26, 26)]
+        sheet = cut_sheet(im, CutoutConfig(input_folder="x", model_file=str(path), alpha_threshold=2))
+        assert boxes(sheet) == [(2, 2, 4, 4)]
