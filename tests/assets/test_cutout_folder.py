@@ -185,3 +185,70 @@ def test_cut_sheet_with_a_model_passes_its_file_and_keeps_sprites_at_alpha_thres
         assert boxes(sheet) == [(2, 2, 4, 4), (20, 20, 26, 26)]
         sheet = cut_sheet(im, CutoutConfig(input_folder="x", model_file=str(path), alpha_threshold=2))
         assert boxes(sheet) == [(2, 2, 4, 4)]
+
+
+# -- the step over a folder ------------------------------------------------------------------------------------
+
+def _square_sheet(size, squares, background=(255, 255, 255)):
+    im = np.full((size, size, 3), background, np.uint8)
+    for (l, t, r, b), colour in squares:
+        im[t:b, l:r] = colour
+    return im
+
+
+def test_folder_step_files_names_and_every_line_it_shows(tmp_path, shown, monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    def bar(iterable, **kw):
+        bars.append((list(iterable), kw))
+        return iterable
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", bar)
+    src = tmp_path / "Xmas sprites!"
+    src.mkdir()
+    Image.fromarray(_square_sheet(64, [((2, 2, 8, 8), (200, 30, 30)), ((10, 16, 60, 60), (0, 0, 200))])).save(
+        src / "Hero.png")
+    (src / "a-broken.png").write_bytes(b"not a picture")
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "b-busy.png")
+    done = np.zeros((32, 32, 4), np.uint8)
+    done[8:20, 10:24] = (30, 160, 60, 255)
+    done[20, 10:24] = (30, 160, 60, 128)  # a soft edge of its own: kept as it is
+    Image.fromarray(done, "RGBA").save(src / "c-done.png")
+    Image.fromarray(_square_sheet(64, [((20, 20, 40, 40), (30, 160, 60))])).save(src / "hero.JPG", quality=95)
+    out = src / "assets"
+    result = cut_out_images(CutoutConfig(input_folder=str(src), names="hero, Hero, potion"))
+    assert result == [out / "Hero", out / "c-done", out / "hero-jpg"]
+    pictures = ["Hero.png", "a-broken.png", "b-busy.png", "c-done.png", "hero.JPG"]
+    assert bars == [([src / n for n in pictures], {"desc": "cutting out", "unit": "picture"})]
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*")} == {
+        "Hero", "Hero/hero_2.png", "Hero/Hero_3.png", "Hero/cutout.png", "Hero/preview.png",
+        "c-done", "c-done/potion.png", "c-done/cutout.png", "c-done/preview.png",
+        "hero-jpg", "hero-jpg/hero-jpg_01.png", "hero-jpg/cutout.png", "hero-jpg/preview.png",
+        "Xmas_sprites.png", "Xmas_sprites.json", "Xmas_sprites.multiatlas.json"}
+    blue = np.asarray(Image.open(out / "Hero" / "Hero_3.png"))
+    assert blue.shape == (44, 50, 4) and (blue == (0, 0, 200, 255)).all()
+    red = np.asarray(Image.open(out / "Hero" / "hero_2.png"))
+    assert red.shape == (6, 6, 4) and (red == (200, 30, 30, 255)).all()
+    again = np.asarray(Image.open(out / "c-done" / "cutout.png"))
+    assert np.array_equal(again, bleed(done))
+    potion = np.asarray(Image.open(out / "c-done" / "potion.png"))
+    assert np.array_equal(potion[..., 3], done[8:21, 10:24, 3])
+    meta = json.loads((out / "Xmas_sprites.json").read_text())
+    assert sorted(meta["frames"]) == ["Hero_3.png", "hero-jpg_01.png", "hero_2.png", "potion.png"]
+    assert meta["frames"]["potion.png"]["origin"] == {"image": "c-done.png", "x": 10, "y": 8, "w": 14, "h": 13}
+    broken = f"cannot identify image file {str(src / 'a-broken.png')!r}"
+    assert shown == [
+        ("table", [{"picture": "Hero.png", "sprites": 2, "holes": 0, "saved in": str(out / "Hero")},
+                   {"picture": "c-done.png", "sprites": 1, "holes": 0, "saved in": str(out / "c-done")},
+                   {"picture": "hero.JPG", "sprites": 1, "holes": 0, "saved in": str(out / "hero-jpg")}],
+         f"Cut out 3 of 5 pictures from {src}"),
+        ("text", f"One atlas for the set: {out / 'Xmas_sprites.png'}", "info"),
+        ("text", f"skipped a-broken.png: not readable as a picture ({broken})", "warn"),
+        ("text", "skipped b-busy.png: " + BUSY.format(share="1%", colour=[122, 144, 126]), "warn"),
+        ("text", "Hero.png: " + COVERS.format(number=2, share="54%"), "warn"),
+        ("image", out / "Hero" / "preview.png", "Hero: cut out, sprites and holes numbered", 600),
+        ("image", out / "c-done" / "preview.png", "c-done: cut out, sprites and holes numbered", 600),
+        ("image", out / "hero-jpg" / "preview.png", "hero-jpg: cut out, sprites and holes numbered", 600)]
