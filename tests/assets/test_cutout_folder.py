@@ -133,6 +133,7 @@ def test_cut_sheet_scales_gap_min_area_and_margin_and_keeps_faint_sprites():
     assert [s.origin for s in sheet.sprites] == [(6, 6), (96, 56), (6, 96)]
     assert [s.image.shape for s in sheet.sprites] == [(18, 40, 4), (13, 13, 4), (18, 18, 4)]
     assert sheet.rgba.dtype == np.uint8 and np.array_equal(sheet.rgba, rgba)
+    assert cut_sheet(rgba.astype(np.int32), cfg, already_cut=True).rgba.dtype == np.uint8
 
 
 def test_cut_sheet_passes_shadows_holes_and_scaled_close_gaps_to_the_keying():
@@ -252,3 +253,97 @@ def test_folder_step_files_names_and_every_line_it_shows(tmp_path, shown, monkey
         ("image", out / "Hero" / "preview.png", "Hero: cut out, sprites and holes numbered", 600),
         ("image", out / "c-done" / "preview.png", "c-done: cut out, sprites and holes numbered", 600),
         ("image", out / "hero-jpg" / "preview.png", "hero-jpg: cut out, sprites and holes numbered", 600)]
+
+
+# -- pixel art ----------------------------------------------------------------------------------------------
+
+COLOURS = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (0, 0, 0), (255, 200, 0), (200, 0, 200), (0, 200, 200),
+           (128, 64, 0), (255, 128, 128), (128, 128, 255), (64, 128, 64), (200, 100, 0), (100, 0, 60), (0, 90, 160),
+           (160, 160, 0), (90, 40, 160), (40, 40, 40), (170, 110, 210)]  # 18, far apart
+
+
+def _outlined(inner):
+    """Pixel art as it is drawn: a black outline one art pixel wide around ``inner`` (h x w x 3)."""
+    art = np.zeros((inner.shape[0] + 2, inner.shape[1] + 2, 3), np.uint8)
+    art[1:-1, 1:-1] = inner
+    return art
+
+
+def _pixel_sheet(art, at, k=4, size=64):
+    im = np.full((size, size, 3), 255, np.uint8)
+    h, w = art.shape[:2]
+    im[at:at + h * k, at:at + w * k] = np.kron(art, np.ones((k, k, 1), np.uint8))
+    return im
+
+
+def test_pixel_art_found_size_one_palette_of_16_for_the_set(tmp_path, shown):
+    art = _outlined(np.array([COLOURS[i % 18] for i in range(36)], np.uint8).reshape(6, 6, 3))
+    Image.fromarray(_pixel_sheet(art, 16)).save(tmp_path / "p1.png")
+    Image.fromarray(_pixel_sheet(art[::-1], 12)).save(tmp_path / "p2.png")
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), pixel_art=True))
+    out = tmp_path / "assets"
+    palette = np.asarray(Image.open(out / "palette.png"))
+    assert palette.shape == (1, 16, 3)
+    assert (out / "palette.hex").read_text() == "".join(f"{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette[0].tolist())
+    for name, rows in (("p1/p1_01.png", art), ("p2/p2_01.png", art[::-1])):
+        sprite = np.asarray(Image.open(out / name))
+        assert sprite.shape == (8, 8, 4) and (sprite[..., 3] == 255).all()  # one pixel per art pixel
+        # each art pixel becomes the nearest colour of the one palette (19 colours with the outline's: 16 kept)
+        nearest = palette[0][((rows[:, :, None].astype(int) - palette[0].astype(int)) ** 2).sum(axis=3).argmin(axis=2)]
+        assert np.array_equal(sprite[..., :3], nearest)
+    assert ("text", "pixel art: one art pixel is (picture: its size in pixels) p1.png: 4, p2.png: 4; one palette of 16 "
+            "colours for the set.", "info") in shown
+
+
+def test_pixel_art_of_a_given_size_samples_each_block_on_its_grid(tmp_path, shown):
+    dark = [COLOURS[i] for i in (0, 1, 2, 3, 5, 7)]
+    art = _outlined(np.array([dark[i % 6] for i in range(12)], np.uint8).reshape(3, 4, 3))
+    art[0, 0] = art[-1, -1] = 255  # two background-coloured corners
+    Image.fromarray(_pixel_sheet(art, 18)).save(tmp_path / "q.png")
+    # margin 48 at 1024 is 3 px here: the sprite's picture starts 3 px before the art, off the grid
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), pixel_art=True, pixel_size=4, margin=48))
+    sprite = np.asarray(Image.open(tmp_path / "assets" / "q" / "q_01.png"))
+    on = (art != 255).any(axis=2)
+    assert np.array_equal(sprite[..., 3], np.pad(on, 1).astype(np.uint8) * 255)  # one art pixel around, no more
+    assert np.array_equal(sprite[1:-1, 1:-1, :3][on], art[on])
+    palette = np.asarray(Image.open(tmp_path / "assets" / "palette.png"))
+    assert sorted(map(tuple, palette[0].tolist())) == sorted(dark)
+
+
+def test_write_atlas_writes_the_pages_their_json_and_the_multiatlas(tmp_path):
+    from colabkit.assets.atlas import build_atlas, multiatlas
+
+    frames = {f"s{i}.png": np.full((10 + i, 7, 4), (40 * i, 20, 200, 255), np.uint8) for i in range(5)}
+    cfg = CutoutConfig(input_folder="x", atlas_padding=3, max_size=64, extrude=2)
+    written = write_atlas(tmp_path, "set", frames, cfg)
+    pages = build_atlas(frames, "set", 3, 64, False, 2)
+    assert written == [tmp_path / image for image, _a, _d in pages] and [p.name for p in written] == ["set.png"]
+    for image, array, data in pages:
+        assert array.shape == (41, 59, 4)  # not rounded up to powers of two (64 x 64)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / image)), array)
+        assert json.loads((tmp_path / (image[:-4] + ".json")).read_text()) == data
+    assert json.loads((tmp_path / "set.multiatlas.json").read_text()) == multiatlas(pages)
+    extruded = write_atlas(tmp_path / "plain", "set", frames, CutoutConfig(input_folder="x", atlas_padding=3,
+                                                                         max_size=64, extrude=0))
+    assert [np.asarray(Image.open(p)).shape for p in extruded] != [a.shape for _i, a, _d in pages]
+
+
+def test_many_pictures_each_with_its_own_atlas(tmp_path, shown):
+    for i in range(9):
+        rgba = np.zeros((32, 32, 4), np.uint8)
+        rgba[4:12 + i, 6:20] = (20 * i, 90, 200, 255)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"s{i}.png")
+    out = tmp_path / "out"
+    done = cut_out_images(CutoutConfig(input_folder=str(tmp_path), output_folder=str(out), one_atlas=False))
+    assert done == [out / f"s{i}" for i in range(9)]
+    for i in range(9):
+        assert sorted(p.name for p in (out / f"s{i}").iterdir()) == [
+            "cutout.png", "preview.png", f"s{i}_01.png", f"s{i}_atlas.json", f"s{i}_atlas.multiatlas.json",
+            f"s{i}_atlas.png"]
+        meta = json.loads((out / f"s{i}" / f"s{i}_atlas.json").read_text())
+        assert list(meta["frames"]) == [f"s{i}_01.png"]
+    assert sorted(p.name for p in out.iterdir()) == [f"s{i}" for i in range(9)]
+    assert [x[2] for x in shown if x[0] == "image"] == [f"s{i}: cut out, sprites and holes numbered" for i in range(8)]
+    assert shown[-1] == ("text", f"... and 1 more in {out}", "info")
+    assert shown[0][2] == f"Cut out 9 of 9 pictures from {tmp_path}"
+    assert not [x for x in shown if x[0] == "text" and x[1].startswith("One atlas")]
