@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from colabkit.assets.config import CutoutConfig
-from colabkit.assets.cutout import _folders, _read, _safe_name, _unique, cut_out_images, cut_sheet, write_atlas
+from colabkit.assets.cutout import (_folders, _read, _safe_name, _unique, checkerboard, cut_out_images, cut_sheet, preview,
+                                     write_atlas)
 from colabkit.assets.sprites import bleed
 from colabkit.errors import ColabkitError
 from colabkit.project import Project
@@ -347,3 +348,47 @@ def test_many_pictures_each_with_its_own_atlas(tmp_path, shown):
     assert shown[-1] == ("text", f"... and 1 more in {out}", "info")
     assert shown[0][2] == f"Cut out 9 of 9 pictures from {tmp_path}"
     assert not [x for x in shown if x[0] == "text" and x[1].startswith("One atlas")]
+
+
+# -- the preview ------------------------------------------------------------------------------------------------
+
+def test_checkerboard_is_12_px_cells_of_200_and_235():
+    board = checkerboard(30, 26)
+    yy, xx = np.mgrid[0:26, 0:30]
+    assert board.dtype == np.uint8 and board.shape == (26, 30, 3)
+    expected = np.where((yy // 12 + xx // 12) % 2 == 1, 235, 200)
+    assert all(np.array_equal(board[..., c], expected) for c in range(3))
+
+
+def _drawn(rgba, boxes, holes, cleared, font_size):
+    """The preview as it should look: over the checkerboard, red numbered boxes, blue holes (grey: cleared)."""
+    from PIL import ImageDraw, ImageFont
+
+    h, w = rgba.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = np.where((yy // 12 + xx // 12) % 2 == 1, 235.0, 200.0)[..., None]
+    a = rgba[..., 3:4] / 255.0
+    im = Image.fromarray(np.round(rgba[..., :3] * a + board * (1 - a)).astype(np.uint8))
+    d, font = ImageDraw.Draw(im), ImageFont.load_default(size=font_size)
+    for i, (l, t, r, b) in enumerate(boxes, 1):
+        d.rectangle((l - 1, t - 1, r, b), outline=(230, 30, 90), width=1)
+        d.text((l + 2, t + 1), str(i), fill=(230, 30, 90), font=font)
+    for i, (l, t, r, b) in enumerate(holes, 1):
+        colour = (120, 120, 120) if i in cleared else (40, 90, 230)
+        d.rectangle((l, t, r - 1, b - 1), outline=colour, width=1)
+        d.text((l + 2, t + 1), f"hole {i}", fill=colour, font=font)
+    return np.asarray(im)
+
+
+@pytest.mark.parametrize("w, h, font_size", [(96, 64, 10), (700, 48, 13)])  # 14 px at 768, at least 10
+def test_preview_shows_transparency_numbered_boxes_and_holes(w, h, font_size):
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[5:40, 5:45] = (30, 60, 90, 255)
+    rgba[20:30, 60:90] = (255, 0, 0, 128)  # half transparent: half the checkerboard shows
+    rgba[40:44, 60:90, 3] = 255  # black, opaque, over a light cell
+    boxes, holes, cleared = [(5, 5, 45, 40), (60, 20, 90, 44)], [(10, 10, 30, 30), (32, 10, 42, 30)], [2]
+    im = np.asarray(preview(rgba, boxes, holes, cleared))
+    assert im.shape == (h, w, 3)
+    assert np.array_equal(im, _drawn(rgba, boxes, holes, cleared, font_size))
+    assert im[35, 50].tolist() == [200, 200, 200] and im[35, 20].tolist() == [30, 60, 90]
+    assert im[42, 62].tolist() == [0, 0, 0] and im[28, 85].tolist() == [245, 117, 117]
