@@ -392,3 +392,26 @@ def test_preview_shows_transparency_numbered_boxes_and_holes(w, h, font_size):
     assert np.array_equal(im, _drawn(rgba, boxes, holes, cleared, font_size))
     assert im[35, 50].tolist() == [200, 200, 200] and im[35, 20].tolist() == [30, 60, 90]
     assert im[42, 62].tolist() == [0, 0, 0] and im[28, 85].tolist() == [245, 117, 117]
+
+
+def test_a_folder_of_unreadable_pictures_only_reports_them(tmp_path, shown):
+    (tmp_path / "a.png").write_bytes(b"not a picture")
+    assert cut_out_images(CutoutConfig(input_folder=str(tmp_path))) == []
+    assert shown == [("table", [], f"Cut out 0 of 1 pictures from {tmp_path}"),
+                     ("text", "skipped a.png: not readable as a picture (cannot identify image file "
+                              f"{str(tmp_path / 'a.png')!r})", "warn")]
+
+
+@pytest.mark.parametrize("pixel_art, cell", [(False, (12, 14)), (True, (8, 8))])
+def test_one_cell_for_every_sprite_has_the_margin_around_the_largest(tmp_path, pixel_art, cell):
+    # margin 32 at 1024 is 2 px on this 64 px picture; pixel art: one art pixel
+    im = np.full((64, 64, 3), 255, np.uint8)
+    im[8:16, 8:18] = (0, 0, 0)  # 10 x 8
+    im[40:44, 40:46] = (0, 0, 0)  # 6 x 4
+    if pixel_art:
+        im = _pixel_sheet(_outlined(np.full((4, 4, 3), (200, 30, 30), np.uint8)), 16)  # 6 x 6 art pixels of 4 px
+    Image.fromarray(im).save(tmp_path / "c.png")
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), canvas="cell", margin=32, pixel_art=pixel_art,
+                                  pixel_size=4 if pixel_art else 0))
+    shapes = {np.asarray(Image.open(p)).shape for p in (tmp_path / "assets" / "c").glob("c_*.png")}
+    assert shapes == {(*cell, 4)}
