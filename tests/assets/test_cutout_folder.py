@@ -415,3 +415,16 @@ def test_one_cell_for_every_sprite_has_the_margin_around_the_largest(tmp_path, p
                                   pixel_size=4 if pixel_art else 0))
     shapes = {np.asarray(Image.open(p)).shape for p in (tmp_path / "assets" / "c").glob("c_*.png")}
     assert shapes == {(*cell, 4)}
+
+
+def test_canvas_height_scales_every_object_to_it_and_the_pivot_is_passed_on(tmp_path):
+    im = np.full((64, 64, 3), 255, np.uint8)
+    im[8:16, 8:18] = (0, 0, 0)  # 10 x 8: twice as large, 20 x 16
+    im[40:44, 40:46] = (0, 0, 0)  # 6 x 4: four times, 24 x 16
+    Image.fromarray(im).save(tmp_path / "h.png")
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), canvas="height", canvas_height=16, margin=0,
+                                pivot="0.25, 0.5"))
+    shapes = {np.asarray(Image.open(p)).shape for p in (tmp_path / "assets" / "h").glob("h_*.png")}
+    assert shapes == {(16, 24, 4)}
+    meta = json.loads((tmp_path / "assets" / f"{_safe_name(tmp_path.name)}.json").read_text())
+    assert [meta["frames"][n]["pivot"] for n in ("h_01.png", "h_02.png")] == [{"x": 0.25, "y": 0.5}] * 2
