@@ -428,3 +428,18 @@ def test_canvas_height_scales_every_object_to_it_and_the_pivot_is_passed_on(tmp_
     assert shapes == {(16, 24, 4)}
     meta = json.loads((tmp_path / "assets" / f"{_safe_name(tmp_path.name)}.json").read_text())
     assert [meta["frames"][n]["pivot"] for n in ("h_01.png", "h_02.png")] == [{"x": 0.25, "y": 0.5}] * 2
+
+
+def test_palette_colors_reduce_each_sprite_and_its_hidden_pixels_are_bled(tmp_path):
+    im = np.full((64, 64, 3), 255, np.uint8)
+    im[8:30, 8:16] = (200, 30, 30)  # an L: its box has background inside, transparent in the sprite
+    im[22:30, 16:40] = (30, 30, 200)
+    im[22:30, 30:40] = (40, 40, 210)  # close to the blue: merged with it on 2 colours
+    Image.fromarray(im).save(tmp_path / "l.png")
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), palette_colors=2, atlas_name=" my set "))
+    sprite = np.asarray(Image.open(tmp_path / "assets" / "l" / "l_01.png"))
+    on = sprite[..., 3] == 255
+    assert sprite.shape == (22, 32, 4) and on.sum() == 8 * 22 + 24 * 8 and ((sprite[..., 3] == 0) | on).all()
+    assert len({tuple(c) for c in sprite[..., :3][on].tolist()}) == 2
+    assert sprite[..., :3][~on].max() > 0 and np.array_equal(sprite, bleed(sprite))  # no black behind the edge
+    assert (tmp_path / "assets" / "my set.png").is_file() and (tmp_path / "assets" / "my set.json").is_file()
