@@ -470,14 +470,15 @@ def _folders(cfg) -> tuple[Path, Path]:
 
 
 def _read(path: Path):
-    """(RGBA array, has its own transparency) of a picture file."""
+    """(RGBA array, has its own transparency: some pixel is not fully opaque) of a picture file.
+
+    Only an alpha band or a transparent palette entry gives RGBA pixels under 255, so those pixels alone tell.
+    """
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        has_alpha = "A" in im.getbands() or "transparency" in im.info
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
-    return rgba, has_alpha and bool((rgba[..., 3] < 255).any())
+        rgba = np.asarray(ImageOps.exif_transpose(im).convert("RGBA"), dtype=np.uint8)
+    return rgba, bool((rgba[..., 3] < 255).any())
 
 
 def _unique(name: str, used: set[str]) -> str:
