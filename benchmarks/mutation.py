@@ -84,11 +84,6 @@ def prepare(module: str, tests: list[str], work: Path) -> Path:
         + (f"also_copy =\n    {lines(extra)}\n" if extra else "")
     )
     (work / "setup.cfg").write_text(cfg)
-    # tqdm's monitor thread, started by the first progress bar in the warm process, can hold tqdm's lock when a
-    # mutant is forked off it: the child then waits for it forever and an ordinary survivor reads as a timeout.
-    with open(work / "tests" / "conftest.py", "a") as conftest:
-        conftest.write("\n\nimport tqdm as _tqdm  # benchmarks/mutation.py: no monitor thread to fork mid-lock\n"
-                       "_tqdm.tqdm.monitor_interval = 0\n")
     return work
 
 
