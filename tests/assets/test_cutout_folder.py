@@ -327,6 +327,37 @@ def test_write_atlas_writes_the_pages_their_json_and_the_multiatlas(tmp_path):
     extruded = write_atlas(tmp_path / "plain", "set", frames, CutoutConfig(input_folder="x", atlas_padding=3,
                                                                          max_size=64, extrude=0))
     assert [np.asarray(Image.open(p)).shape for p in extruded] != [a.shape for _i, a, _d in pages]
+    pot = write_atlas(tmp_path / "pot", "set", frames, CutoutConfig(input_folder="x", atlas_padding=3, max_size=64,
+                                                                   extrude=2, power_of_two=True))
+    pot_pages = build_atlas(frames, "set", 3, 64, True, 2)
+    assert [a.shape for _i, a, _d in pot_pages] == [(64, 64, 4)]  # a game engine that wants 2^n textures gets them
+    assert [np.asarray(Image.open(p)).shape for p in pot] == [(64, 64, 4)]
+
+
+def test_exactly_eight_pictures_show_eight_previews_and_no_more_line(tmp_path, shown):
+    for i in range(8):
+        rgba = np.zeros((16, 16, 4), np.uint8)
+        rgba[4:10, 4:12] = (20 * i, 90, 200, 255)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"s{i}.png")
+    cut_out_images(CutoutConfig(input_folder=str(tmp_path), output_folder=str(tmp_path / "out"), one_atlas=False))
+    assert len([x for x in shown if x[0] == "image"]) == 8
+    assert not [x for x in shown if x[0] == "text" and x[1].startswith("...")]
+
+
+def test_the_folder_steps_preview_numbers_sprites_and_greys_out_cleared_holes(tmp_path, shown):
+    """preview.png is the preview of that picture's cut: its sprites' boxes, its holes, the cleared ones grey."""
+    ring = np.full((64, 64, 3), 255, np.uint8)
+    ring[10:50, 10:50] = (0, 0, 200)
+    ring[20:40, 20:40] = 255
+    ring[14:18, 14:18] = 255  # a second, smaller hole: kept
+    Image.fromarray(ring).save(tmp_path / "ring.png")
+    cfg = CutoutConfig(input_folder=str(tmp_path), holes="1")
+    sheet = cut_sheet(ring, cfg)
+    assert sheet.holes and sheet.cleared == [1] and len(sheet.holes) == 2
+    cut_out_images(cfg)
+    written = np.asarray(Image.open(tmp_path / "assets" / "ring" / "preview.png").convert("RGB"))
+    expected = np.asarray(preview(sheet.rgba, boxes(sheet), sheet.holes, sheet.cleared).convert("RGB"))
+    assert np.array_equal(written, expected)
 
 
 def test_many_pictures_each_with_its_own_atlas(tmp_path, shown):
