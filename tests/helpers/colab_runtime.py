@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"
@@ -19,6 +20,9 @@ FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"
 class FakeColab:
     home: Path  # FAKE_COLAB_HOME: the Drive's contents, its trash, the log of calls
     content: Path  # this runtime's "/content"
+    # When this runtime started: the budget counts from here. Not the test machine's own PID 1, whose start (hours
+    # ago on a CI machine that has been up a while) would leave a stand-in runtime no budget at all.
+    started: float = field(default_factory=time.time)
 
     @property
     def my_drive(self) -> Path:
@@ -55,7 +59,8 @@ class FakeColab:
 
     def env(self, **more: str) -> dict[str, str]:
         """What a kernel of this runtime gets: the fake on PYTHONPATH (added by the caller), no local Drive root."""
-        return {"FAKE_COLAB_HOME": str(self.home), "COLABKIT_COLAB_CONTENT": str(self.content), **more}
+        return {"FAKE_COLAB_HOME": str(self.home), "COLABKIT_COLAB_CONTENT": str(self.content),
+                "COLABKIT_RUNTIME_START": repr(self.started), **more}
 
 
 def kernel_env(colab: FakeColab, **more: str) -> dict[str, str]:
