@@ -99,6 +99,7 @@ def test_a_write_that_fails_keeps_the_old_file_and_removes_its_temporary(tmp_pat
             tmp.write_text("half")
             raise RuntimeError("cut off")
     assert target.read_text() == "old" and leftovers(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]  # nothing else either
 
     def no_space(*a, **k):
         raise OSError(errno.EDQUOT, "Disk quota exceeded")

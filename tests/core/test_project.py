@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from colabkit import doctor, files
+from colabkit import doctor
 from colabkit.errors import ColabkitError
 from colabkit.project import Project, drive_root, list_projects, open_project, validate_project_name
 
@@ -52,17 +52,6 @@ def test_open_missing_project_lists_existing(drive):
     Project.at("alpha").create()
     with pytest.raises(ColabkitError, match="Projects found: alpha"):
         open_project("alhpa")
-
-
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    target = tmp_path / "out.txt"
-    files.write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with files.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
 
 
 def test_supported_ranges_match_setup_cfg_and_admit_colab():
